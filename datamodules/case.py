@@ -1,0 +1,67 @@
+"""Case records and data sources: the contract between readers and everything downstream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One image (and its label) of one task, center and modality.
+
+    Readers produce these; nothing downstream parses file names.
+
+    Args:
+        case_id: the dataset's own case name (unique within a source).
+        task: task key from the vocabulary.
+        center: acquisition center (ID/OOD roles are derived per task and center).
+        modality: modality key (``LGE``, ``CT``, ``MRI``, ``C0``...).
+        layout: label layout key, which fixes the label codes (vocabulary ``LAYOUTS``).
+        image: path of the image file.
+        label: path of the label file, or ``None`` for unlabelled cases.
+        split: ``train``, ``val`` or ``test``.
+        weight: relative sampling weight of the case's source.
+    """
+
+    case_id: str
+    task: str
+    center: str
+    modality: str
+    layout: str
+    image: str
+    label: str | None
+    split: str
+    weight: float = 1.0
+
+    @property
+    def uid(self) -> str:
+        """Key that is unique across a manifest."""
+        return f"{self.task}/{self.center}/{self.modality}/{self.case_id}"
+
+
+@dataclass
+class DataSource:
+    """One folder of cases in a known layout, as named in an experiment YAML.
+
+    Args:
+        layout: reader to use: ``lascarqs``, ``mmwhs`` or ``myops``.
+        root: folder holding the cases (may use ``${oc.env:...}`` in YAML).
+        task: task key (``la``, ``whs``, ``myops``).
+        center: center name used in tables and ID/OOD roles.
+        modality: modality key (``LGE``, ``CT``, ``MRI``, ``C0``...).
+        split: ``train``, ``val`` or ``test``.
+        sequence: file suffix of the image for layouts with several sequences per case
+            (MyoPS: ``LGE``, ``C0``, ``T2``); defaults to the modality.
+        weight: relative sampling weight of this source's cases in training.
+    """
+
+    layout: str
+    root: str
+    task: str
+    center: str
+    modality: str
+    split: str
+    sequence: str | None = None
+    weight: float = 1.0

@@ -1,0 +1,124 @@
+"""The multi-task LightningDataModule: sources -> manifest -> preprocessed cases -> loaders."""
+
+from __future__ import annotations
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from datamodules.augmentation import Augmentation
+from datamodules.case import DataSource
+from datamodules.collate import collate_patches, collate_volume
+from datamodules.manifest import Manifest
+from datamodules.patches import PatchDataset
+from datamodules.preprocessing import PreprocessedCase, Preprocessing
+from datamodules.sampling import TaskSampling, WeightedCaseSampler, case_weights
+from datamodules.volumes import VolumeDataset
+
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+
+
+class CareDataModule(L.LightningDataModule):
+    """Samples training patches across tasks, centers and modalities; serves whole volumes
+    tagged with task, center, modality and ID/OOD role for validation and test.
+
+    Args:
+        sources: the experiment's data, one entry per folder (layout, root, task, center,
+            modality, split).
+        preprocessing: orientation, spacing and intensity settings.
+        patch_size: ``[H, W]`` for 2D models (slices across each case's slice axis) or
+            ``[X, Y, Z]`` for 3D models, in voxels of the preprocessed grid.
+        batch_size: training patches per batch (per device).
+        samples_per_epoch: training patches drawn per epoch, over all devices.
+        foreground_fraction: share of patches centred on an annotated structure.
+        task_sampling: share of tasks (and of centers/modalities within a task):
+            ``uniform``, ``proportional`` to case counts, or ``temperature``.
+        temperature: exponent 1/T on case counts for ``temperature`` sampling.
+        augmentation: random training transforms; ``null`` for none.
+        synonym_probability: chance that a training prompt uses a random synonym of its
+            structure instead of the canonical name (so unseen phrasings still work).
+        num_workers: loader worker processes.
+        seed: seed of the case draw.
+    """
+
+    def __init__(
+        self,
+        sources: list[DataSource],
+        preprocessing: Preprocessing = Preprocessing(),  # noqa: B008 (frozen in use; shown by --print_config)
+        patch_size: list[int] = (64, 64),
+        batch_size: int = 16,
+        samples_per_epoch: int = 512,
+        foreground_fraction: float = 0.67,
+        task_sampling: TaskSampling = "uniform",
+        temperature: float = 2.0,
+        augmentation: Augmentation | None = Augmentation(),  # noqa: B008
+        synonym_probability: float = 0.5,
+        num_workers: int = 0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if not sources:
+            raise ValueError("sources is empty: name at least one data source")
+        if len(patch_size) not in (2, 3) or min(patch_size) < 1:
+            raise ValueError(f"patch_size must be 2 or 3 positive sizes, got {list(patch_size)}")
+        if batch_size < 1 or samples_per_epoch < 1 or num_workers < 0:
+            raise ValueError("batch_size and samples_per_epoch must be >= 1 and num_workers >= 0")
+        self.sources = list(sources)
+        self.preprocessing = preprocessing
+        self.patch_size = list(patch_size)
+        self.batch_size = batch_size
+        self.samples_per_epoch = samples_per_epoch
+        self.foreground_fraction = foreground_fraction
+        self.task_sampling = task_sampling
+        self.temperature = temperature
+        self.augmentation = augmentation
+        if not 0 <= synonym_probability <= 1:
+            raise ValueError(f"synonym_probability must be in [0, 1], got {synonym_probability}")
+        self.synonym_probability = synonym_probability
+        self.num_workers = num_workers
+        self.seed = seed
+        self.manifest: Manifest | None = None
+        self._prepared: dict[str, PreprocessedCase] = {}
+
+    @property
+    def spatial_dims(self) -> int:
+        return len(self.patch_size)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.manifest is None:
+            self.manifest = Manifest.from_sources(self.sources)
+        for split in STAGE_SPLITS.get(stage or "fit", ("train", "val", "test")):
+            for case in self.manifest.split(split):
+                if case.uid not in self._prepared:
+                    self._prepared[case.uid] = self.preprocessing(case, self.manifest.role(case))
+
+    def cases(self, split: str) -> list[PreprocessedCase]:
+        if self.manifest is None:
+            raise RuntimeError("call setup() before asking for cases")
+        return [self._prepared[c.uid] for c in self.manifest.split(split)]
+
+    def _loader_kwargs(self) -> dict:
+        return {"num_workers": self.num_workers, "persistent_workers": self.num_workers > 0}
+
+    def train_dataloader(self) -> DataLoader:
+        cases = self.cases("train")
+        weights = case_weights([c.case for c in cases], self.task_sampling, self.temperature)
+        dataset = PatchDataset(cases, self.patch_size, self.foreground_fraction, self.augmentation,
+                               self.synonym_probability)
+        sampler = WeightedCaseSampler(weights, self.samples_per_epoch, seed=self.seed)
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=collate_patches,
+                          drop_last=True, **self._loader_kwargs())
+
+    def _volumes(self, split: str) -> DataLoader:
+        cases = self.cases(split)
+        if not cases:
+            raise ValueError(f"no {split} cases: add a source with split: {split}")
+        return DataLoader(VolumeDataset(cases), batch_size=1, collate_fn=collate_volume, **self._loader_kwargs())
+
+    def val_dataloader(self) -> DataLoader:
+        return self._volumes("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._volumes("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._volumes("test")

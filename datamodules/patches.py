@@ -1,0 +1,97 @@
+"""Training patches: label-aware TorchIO sampling on preprocessed cases, then augmentation."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+import torchio as tio
+from torch.utils.data import Dataset
+
+from datamodules import vocabulary
+from datamodules.augmentation import Augmentation
+from datamodules.preprocessing import PreprocessedCase
+from datamodules.prompts import prompt_fields
+
+
+class PatchDataset(Dataset):
+    """Index ``i`` -> one random patch of case ``i`` (the sampler decides which cases).
+
+    For 2D models (``len(patch_size) == 2``) a patch is one slice taken across the case's slice
+    axis, which comes from the spacing; for 3D models a box. A ``foreground_fraction`` of patches
+    is centred on an annotated structure (TorchIO ``LabelSampler``).
+
+    Args:
+        cases: preprocessed training cases.
+        patch_size: in-plane size ``[H, W]`` (2D) or ``[X, Y, Z]`` (3D), in voxels.
+        foreground_fraction: share of patches centred on foreground.
+        augmentation: random transforms, or ``None``.
+        synonym_probability: chance that a prompt is phrased with a random synonym.
+    """
+
+    def __init__(self, cases: list[PreprocessedCase], patch_size: list[int], foreground_fraction: float = 0.67,
+                 augmentation: Augmentation | None = None, synonym_probability: float = 0.5):
+        if len(patch_size) not in (2, 3):
+            raise ValueError(f"patch_size must have 2 (2D) or 3 (3D) entries, got {patch_size}")
+        if not 0 <= foreground_fraction <= 1:
+            raise ValueError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}")
+        self.cases = cases
+        self.patch_size = list(patch_size)
+        self.augmentation = augmentation
+        self.synonym_probability = synonym_probability
+        self.probabilities = {0: 1 - foreground_fraction, 1: foreground_fraction}
+        self._subjects: dict[int, tio.Subject] = {}
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def box(self, case: PreprocessedCase) -> tuple[int, int, int]:
+        """Patch shape in array order: for 2D, size 1 along the case's slice axis."""
+        if len(self.patch_size) == 3:
+            return tuple(self.patch_size)
+        in_plane = iter(self.patch_size)
+        return tuple(1 if axis == case.slice_axis else next(in_plane) for axis in range(3))
+
+    def subject(self, index: int) -> tio.Subject:
+        """The case as a TorchIO subject, padded up to the patch size, with a foreground map."""
+        if index not in self._subjects:
+            case = self.cases[index]
+            structures = vocabulary.TASKS[case.case.task].structures
+            known = [s for s, a in zip(structures, vocabulary.annotated(case.case.layout, structures)) if a]
+            foreground = vocabulary.binary_masks(case.label.numpy(), case.case.layout, known).any(0)
+            subject = tio.Subject(
+                image=tio.ScalarImage(tensor=case.image, affine=case.affine),
+                label=tio.LabelMap(tensor=case.label[None], affine=case.affine),
+                foreground=tio.LabelMap(tensor=torch.from_numpy(foreground[None].astype(np.uint8)), affine=case.affine),
+            )
+            shortfall = [max(p - s, 0) for p, s in zip(self.box(case), subject.spatial_shape)]
+            if any(shortfall):
+                padding = [v for d in shortfall for v in (d // 2, d - d // 2)]
+                subject = tio.Pad(padding, padding_mode="minimum")(subject)
+            self._subjects[index] = subject
+        return self._subjects[index]
+
+    def __getitem__(self, index: int) -> dict:
+        case = self.cases[index]
+        box = self.box(case)
+        sampler = tio.LabelSampler(box, label_name="foreground", label_probabilities=self.probabilities)
+        patch = next(iter(sampler(self.subject(index), num_patches=1)))
+        if self.augmentation is not None:
+            patch = self.augmentation.transform(case.slice_axis)(patch)
+        image, label = patch["image"].data, patch["label"].data[0]
+        if len(self.patch_size) == 2:
+            image, label = image.squeeze(1 + case.slice_axis), label.squeeze(case.slice_axis)
+        # prompt phrasing is drawn from torch's RNG so seed_everything makes runs repeatable
+        fields = prompt_fields(case.case, random.Random(int(torch.randint(0, 2**31 - 1, ()).item())),
+                               self.synonym_probability)
+        target = vocabulary.binary_masks(label.numpy(), case.case.layout,
+                                         [s for s, a in zip(fields["structures"], fields["annotated"]) if a])
+        full = torch.zeros((len(fields["structures"]), *label.shape))
+        full[torch.tensor(fields["annotated"])] = torch.from_numpy(target).float()
+        return {
+            "image": image.float(), "target": full, "prompt_mask": torch.tensor(fields["annotated"]),
+            "prompts": fields["prompts"], "structures": fields["structures"],
+            "task": case.case.task, "center": case.case.center, "modality": case.case.modality,
+            "case_id": case.case.case_id,
+        }

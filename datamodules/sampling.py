@@ -1,0 +1,89 @@
+"""Which case each training patch comes from: weights over tasks, centers and modalities."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+from datamodules.case import Case
+
+TaskSampling = Literal["uniform", "proportional", "temperature"]
+
+
+def _mass(count: int, mode: TaskSampling, temperature: float) -> float:
+    if mode == "uniform":
+        return 1.0
+    if mode == "proportional":
+        return float(count)
+    return float(count) ** (1.0 / temperature)
+
+
+def case_weights(cases: list[Case], mode: TaskSampling = "uniform", temperature: float = 2.0) -> np.ndarray:
+    """Probability of drawing each case.
+
+    Two levels share the rule ``mode``: tasks, then (center, modality) groups inside a task;
+    inside a group, cases are drawn in proportion to their source ``weight``. ``uniform`` gives
+    every task (group) the same share, ``proportional`` a share by case count, ``temperature``
+    a share by count ** (1 / temperature) (between the two).
+    """
+    if mode not in ("uniform", "proportional", "temperature"):
+        raise ValueError(f"task_sampling must be uniform, proportional or temperature, got {mode!r}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    if not cases:
+        raise ValueError("no training cases to sample from")
+    tasks = Counter(c.task for c in cases)
+    groups = Counter((c.task, c.center, c.modality) for c in cases)
+    task_mass = {t: _mass(n, mode, temperature) for t, n in tasks.items()}
+    group_mass = {g: _mass(n, mode, temperature) for g, n in groups.items()}
+    group_total = Counter()
+    for g, m in group_mass.items():
+        group_total[g[0]] += m
+    case_total = Counter()
+    for c in cases:
+        case_total[(c.task, c.center, c.modality)] += c.weight
+    weights = np.array([
+        task_mass[c.task] / sum(task_mass.values())
+        * group_mass[(c.task, c.center, c.modality)] / group_total[c.task]
+        * c.weight / case_total[(c.task, c.center, c.modality)]
+        for c in cases
+    ])
+    return weights / weights.sum()
+
+
+class WeightedCaseSampler(Sampler[int]):
+    """Draws ``num_samples`` case indices with replacement, a new draw every epoch.
+
+    Under DDP, Lightning wraps it in its ``DistributedSamplerWrapper``, which splits one epoch's
+    draw between ranks, so each rank trains on different cases.
+
+    Args:
+        weights: probability of each case (see ``case_weights``).
+        num_samples: draws per epoch (before splitting between ranks).
+        seed: seed of the draw; epoch ``e`` uses ``seed + e``.
+    """
+
+    def __init__(self, weights: np.ndarray, num_samples: int, seed: int = 0):
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        self.weights = torch.as_tensor(weights, dtype=torch.double)
+        self.num_samples = num_samples
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        # advance by itself too: a DDP wrapper re-iterates this sampler without calling set_epoch
+        self.epoch += 1
+        return iter(torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples

@@ -1,0 +1,160 @@
+"""The one place that names every cardiac structure.
+
+Each structure has a key, prompt phrasings (the first is canonical), and, per on-disk layout,
+the label codes that make it up. Tasks, targets, loss, metrics, export and prompts all read
+this module; nothing else holds a label table.
+
+Label-code choices (documented here because they are modelling decisions, not file facts):
+- MM-WHS: 205 myocardium, 420 LA, 500 LV, 550 RA, 600 RV, 820 ascending aorta, 850 pulmonary artery.
+- MyoPS: LV = 500; myocardium = 200 + 1220 + 2221 (the whole myocardium, pathology inside it);
+  scar = 2221; edema = 1220 (only when a task asks for it). RV (600) is labelled but not a
+  MyoPS target of CARE.
+- LAScarQS: any non-zero code is the left atrium cavity (releases use 1 or 255); 255 is written.
+The first code of a structure in a layout is the code written when exporting predictions.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Structure:
+    """A cardiac structure that can be prompted.
+
+    Args:
+        key: short identifier used in configs, tables and metric names.
+        names: phrasings of the structure; the first is canonical (used at evaluation),
+            the others are synonyms sampled in training so unseen phrasings still work.
+    """
+
+    key: str
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LayoutCodes:
+    """How one on-disk layout encodes structures in its label files.
+
+    Args:
+        structures: structure key -> label codes that together form it (first = export code).
+        known_codes: every code a label file of this layout may contain (0 included);
+            ``None`` when any code is allowed (see ``nonzero_structure``).
+        nonzero_structure: structure that is "any non-zero voxel" (LAScarQS), or ``None``.
+    """
+
+    structures: dict[str, tuple[int, ...]]
+    known_codes: frozenset[int] | None
+    nonzero_structure: str | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """A CARE-Cardiac task: which structures it scores and its default modality.
+
+    Args:
+        key: task key (``la``, ``whs``, ``myops``).
+        structures: structure keys scored (and prompted) for this task, in table order.
+        default_modality: modality assumed when a caller names none.
+    """
+
+    key: str
+    structures: tuple[str, ...]
+    default_modality: str
+
+
+STRUCTURES: dict[str, Structure] = {
+    s.key: s
+    for s in (
+        Structure("lv", ("left ventricle blood pool", "left ventricular cavity", "LV blood pool")),
+        Structure("rv", ("right ventricle blood pool", "right ventricular cavity", "RV blood pool")),
+        Structure("la", ("left atrium", "left atrial cavity", "left atrial blood pool")),
+        Structure("ra", ("right atrium", "right atrial cavity", "right atrial blood pool")),
+        Structure("myo", ("left ventricular myocardium", "LV myocardium", "myocardium of the left ventricle")),
+        Structure("aorta", ("ascending aorta", "aorta", "aortic root and ascending aorta")),
+        Structure("pa", ("pulmonary artery", "pulmonary trunk", "main pulmonary artery")),
+        Structure("scar", ("myocardial scar", "myocardial infarct", "enhanced scar tissue")),
+        Structure("edema", ("myocardial edema", "myocardial oedema", "edematous myocardium")),
+    )
+}
+
+LAYOUTS: dict[str, LayoutCodes] = {
+    "mmwhs": LayoutCodes(
+        structures={"myo": (205,), "la": (420,), "lv": (500,), "ra": (550,), "rv": (600,),
+                    "aorta": (820,), "pa": (850,)},
+        known_codes=frozenset({0, 205, 420, 500, 550, 600, 820, 850}),
+    ),
+    "myops": LayoutCodes(
+        structures={"lv": (500,), "rv": (600,), "myo": (200, 1220, 2221), "scar": (2221,),
+                    "edema": (1220,)},
+        known_codes=frozenset({0, 200, 500, 600, 1220, 2221}),
+    ),
+    "lascarqs": LayoutCodes(structures={"la": (255,)}, known_codes=None, nonzero_structure="la"),
+}
+
+TASKS: dict[str, Task] = {
+    "la": Task("la", ("la",), "LGE"),
+    "whs": Task("whs", ("lv", "rv", "la", "ra", "myo", "aorta", "pa"), "CT"),
+    "myops": Task("myops", ("lv", "myo", "scar"), "LGE"),
+}
+
+# How a modality is phrased inside a prompt ("left atrium in LGE MRI").
+MODALITY_PHRASES: dict[str, str] = {
+    "LGE": "LGE MRI",
+    "CT": "CT",
+    "MRI": "MRI",
+    "bSSFP": "bSSFP cine MRI",
+    "C0": "bSSFP cine MRI",
+    "T2": "T2-weighted MRI",
+}
+
+CT_MODALITIES = frozenset({"CT"})
+
+
+def task(key: str) -> Task:
+    if key not in TASKS:
+        raise ValueError(f"unknown task {key!r}; known tasks: {sorted(TASKS)}")
+    return TASKS[key]
+
+
+def layout(key: str) -> LayoutCodes:
+    if key not in LAYOUTS:
+        raise ValueError(f"unknown label layout {key!r}; known layouts: {sorted(LAYOUTS)}")
+    return LAYOUTS[key]
+
+
+def prompt(structure: str, modality: str, rng: random.Random | None = None) -> str:
+    """Prompt text for a structure in a modality; a random synonym when ``rng`` is given."""
+    names = STRUCTURES[structure].names
+    name = names[0] if rng is None else rng.choice(names)
+    return f"{name} in {MODALITY_PHRASES.get(modality, modality)}"
+
+
+def binary_masks(label: np.ndarray, layout_key: str, structures: tuple[str, ...] | list[str]) -> np.ndarray:
+    """Binary mask per structure ``[P, *S]`` from a label array in a layout's codes."""
+    codes = layout(layout_key)
+    masks = []
+    for key in structures:
+        if key == codes.nonzero_structure:
+            masks.append(label != 0)
+        elif key in codes.structures:
+            masks.append(np.isin(label, codes.structures[key]))
+        else:
+            raise ValueError(f"layout {layout_key!r} does not annotate structure {key!r}")
+    return np.stack(masks)
+
+
+def annotated(layout_key: str, structures: tuple[str, ...] | list[str]) -> list[bool]:
+    """Which of ``structures`` a layout annotates (the others are never negatives)."""
+    known = layout(layout_key).structures
+    return [key in known for key in structures]
+
+
+def all_prompts() -> list[str]:
+    """Every phrasing of every structure in every modality: the reference set of prompts
+    (the prompt encoder standardises text embeddings with its statistics)."""
+    return [f"{name} in {phrase}" for s in STRUCTURES.values() for name in s.names
+            for phrase in dict.fromkeys(MODALITY_PHRASES.values())]

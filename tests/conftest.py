@@ -1,0 +1,49 @@
+"""Shared fixtures: a small phantom benchmark in a temp folder, and the real sample cases."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from datamodules.phantoms import write_phantoms
+
+REPO = Path(__file__).resolve().parents[1]
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def phantom_root(tmp_path_factory) -> Path:
+    """Phantoms for every center: 2 training cases per ID center, 1 val and 1 test case each."""
+    return write_phantoms(tmp_path_factory.mktemp("phantoms") / "data", seed=0, cases_per_center=2, eval_cases=1)
+
+
+@pytest.fixture(scope="session")
+def sample_data() -> Path:
+    """The real sample cases (``CARE_SAMPLE_DATA``; ``.ci/run`` points it at ``../shared/data``)."""
+    value = os.environ.get("CARE_SAMPLE_DATA")
+    if not value:
+        pytest.skip("CARE_SAMPLE_DATA is not set: real sample cases not available")
+    root = Path(value)
+    if not (root / "myops_real").is_dir() or not (root / "la_real").is_dir():
+        pytest.fail(f"CARE_SAMPLE_DATA={root} does not hold myops_real/ and la_real/")
+    return root
+
+
+def phantom_sources(root: Path, splits=("train", "val", "test")) -> list:
+    """DataSource entries for every phantom center and split present under ``root``."""
+    import json
+
+    from datamodules.case import DataSource
+
+    description = json.loads((root / "phantoms.json").read_text())
+    sources = []
+    for center in description["centers"]:
+        for split in center["splits"]:
+            if split in splits:
+                sources.append(DataSource(layout=center["layout"], root=str(root / center["task"] / center["name"] / split),
+                                          task=center["task"], center=center["name"], modality=center["modality"], split=split))
+    return sources

@@ -1,0 +1,56 @@
+"""The Lightning CLI end to end on tiny phantoms: fit (fast_dev_run), print_config, test's CSV."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from lightning_modules.cli import main
+from tests.conftest import REPO
+
+CONFIG = str(REPO / "experiments" / "phantoms.yaml")
+# a smaller network and loader than the demo's, so the CLI path is exercised in seconds
+SMALL = ["--data.patch_size", "[32, 32]", "--data.batch_size", "2", "--data.samples_per_epoch", "4",
+         "--model.net.init_args.backbone.init_args.depths", "[1, 1, 1, 1]"]
+CSV_ONLY = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", "results"]
+
+
+@pytest.fixture
+def in_run_folder(tmp_path, monkeypatch, phantom_root):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CARE_PHANTOMS", str(phantom_root))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("CARE_RUN_ID", raising=False)
+    return tmp_path
+
+
+def test_print_config_resolves_interpolation_and_links(in_run_folder, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", "--config", CONFIG, "--print_config"])
+    assert stop.value.code == 0
+    printed = capsys.readouterr().out
+    assert "T_max: 14" in printed  # ${trainer.max_epochs}
+    assert "phantoms/la/la_utah/train" in printed
+
+
+@pytest.mark.slow
+def test_fit_fast_dev_run(in_run_folder):
+    main(["fit", "--config", CONFIG, *SMALL, "--trainer.fast_dev_run", "1"])
+
+
+@pytest.mark.slow
+def test_test_writes_one_row_per_case_and_structure(in_run_folder, phantom_root):
+    main(["test", "--config", CONFIG, *SMALL, *CSV_ONLY, "--model.leaderboard_path", "board/leaderboard.csv"])
+    runs = list((in_run_folder / "results" / "lightning_logs").glob("version_*"))
+    assert len(runs) == 1
+    rows = pd.read_csv(runs[0] / "test_cases.csv")
+    assert rows.uid.nunique() == 10  # one test case per phantom center
+    structures = {"la": 1, "whs": 7, "myops": 3}
+    for uid, group in rows.groupby("uid"):
+        assert len(group) == structures[group.task.iloc[0]] and group.structure.is_unique
+    assert set(rows.role) == {"ID", "OOD"}
+    assert {"dice", "hd", "hd95", "pred_ml", "ref_ml", "center", "modality"} <= set(rows.columns)
+    board = pd.read_csv(in_run_folder / "board" / "leaderboard.csv")
+    assert list(board.columns[:5]) == ["task", "split", "dice", "hd", "hd95"]
+    assert set(zip(board.task, board.split)) == {(t, s) for t in structures for s in ("ID", "OOD")}
+    pd.testing.assert_frame_equal(board, pd.read_csv(runs[0] / "leaderboard.csv"))

@@ -1,0 +1,55 @@
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage
+
+from lightning_modules import aggregate
+from lightning_modules.metrics import score_structure
+
+
+def _surface(mask):
+    return mask & ~ndimage.binary_erosion(mask)
+
+
+def _directed(a, b, spacing):
+    """Distances from a's boundary voxels to b's boundary, by SciPy's exact EDT."""
+    distance = ndimage.distance_transform_edt(~_surface(b), sampling=spacing)
+    return distance[_surface(a)]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_independent_scipy_computation(seed):
+    rng = np.random.default_rng(seed)
+    spacing = (0.7, 1.1, 5.0)
+    pred = ndimage.binary_dilation(rng.random((24, 20, 8)) > 0.97, iterations=2)
+    ref = ndimage.binary_dilation(rng.random((24, 20, 8)) > 0.97, iterations=2)
+    scores = score_structure(pred, ref, spacing)
+    d_ab, d_ba = _directed(pred, ref, spacing), _directed(ref, pred, spacing)
+    assert scores["dice"] == pytest.approx(2 * (pred & ref).sum() / (pred.sum() + ref.sum()), abs=1e-6)
+    assert scores["hd"] == pytest.approx(max(d_ab.max(), d_ba.max()), abs=1e-4)
+    assert scores["hd95"] == pytest.approx(max(np.quantile(d_ab, 0.95), np.quantile(d_ba, 0.95)), abs=1e-4)
+    assert scores["ref_ml"] == pytest.approx(ref.sum() * np.prod(spacing) / 1000)
+
+
+def test_empty_mask_rules():
+    empty, full = np.zeros((4, 5, 6), bool), np.zeros((4, 5, 6), bool)
+    full[1:3, 1:3, 1:3] = True
+    both = score_structure(empty, empty, (1, 2, 3))
+    assert (both["dice"], both["hd"], both["hd95"]) == (1.0, 0.0, 0.0)
+    one = score_structure(empty, full, (1, 2, 3))
+    diagonal = np.linalg.norm([4 * 1, 5 * 2, 6 * 3])
+    assert one["dice"] == 0.0 and one["hd"] == pytest.approx(diagonal) and one["hd95"] == pytest.approx(diagonal)
+
+
+def test_leaderboard_is_mean_over_cases_of_structure_means():
+    rows = []
+    for case, role, dices in (("a", "ID", (1.0, 0.5)), ("b", "ID", (0.0, 0.5)), ("c", "OOD", (0.2, 0.4))):
+        for structure, dice in zip(("lv", "myo"), dices):
+            rows.append({"uid": case, "case_id": case, "task": "myops", "center": role, "modality": "LGE", "role": role,
+                         "structure": structure, "dice": dice, "hd": 1.0, "hd95": 1.0})
+    frame = aggregate.rows_frame(rows + rows[:2])  # duplicated rows (DDP padding) count once
+    board = aggregate.leaderboard(frame).set_index("split")
+    assert board.loc["ID", "dice"] == pytest.approx(0.5)
+    assert board.loc["OOD", "dice"] == pytest.approx(0.3)
+    assert board.loc["ID", "cases"] == 2
+    assert isinstance(aggregate.center_table(frame), pd.DataFrame)

@@ -1,0 +1,71 @@
+import pytest
+import torch
+from monai.networks.nets import DynUNet, SwinUNETR
+
+from networks.prompt_decoder import PromptMaskDecoder
+from networks.prompt_encoder import TextPromptEncoder
+from networks.segmenter import PromptSegmenter
+
+FEATURES = 16
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return TextPromptEncoder(embed_dim=32)
+
+
+def make(encoder, spatial_dims: int, backbone=None) -> PromptSegmenter:
+    backbone = backbone or SwinUNETR(in_channels=1, out_channels=FEATURES, feature_size=12, depths=(1, 1, 1, 1),
+                                     spatial_dims=spatial_dims)
+    return PromptSegmenter(backbone, encoder, PromptMaskDecoder(FEATURES, embed_dim=32, num_layers=1, num_heads=2))
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 32, 32), (1, 1, 32, 32, 32)], ids=["2d", "3d"])
+def test_one_logit_map_per_prompt(encoder, shape):
+    net = make(encoder, len(shape) - 2)
+    prompts = [["left atrium in LGE MRI", "myocardial scar in LGE MRI", None]] * shape[0]
+    embeddings, padding = net.encode_prompts(prompts)
+    assert embeddings.shape == (shape[0], 3, 32) and padding[:, 2].all()
+    logits = net(torch.randn(shape), embeddings, padding)
+    assert logits.shape == (shape[0], 3, *shape[2:])
+
+
+def test_prompts_permute_with_outputs_and_unseen_prompt_runs(encoder):
+    net = make(encoder, 2).eval()
+    image = torch.randn(1, 1, 32, 32)
+    prompts = ["left atrium in LGE MRI", "pulmonary artery in CT", "the heart muscle wall, please"]
+    e, _ = net.encode_prompts([prompts])
+    e_rev, _ = net.encode_prompts([prompts[::-1]])
+    with torch.no_grad():
+        out, out_rev = net(image, e), net(image, e_rev)
+    torch.testing.assert_close(out.flip(1), out_rev, rtol=1e-4, atol=1e-4)
+
+
+def test_text_model_runs_once_per_new_prompt(encoder):
+    encoder.text_embeddings(["right atrium in MRI"])
+    calls = encoder.text_model_calls
+    encoder([["right atrium in MRI"], ["right atrium in MRI"]])
+    assert encoder.text_model_calls == calls
+    assert not any(name.startswith("_text_model") for name in encoder.state_dict())  # frozen MiniLM not checkpointed
+
+
+def test_cnn_backbone_plugs_in(encoder):
+    unet = DynUNet(2, 1, FEATURES, kernel_size=[3, 3, 3], strides=[1, 2, 2], upsample_kernel_size=[2, 2])
+    net = make(encoder, 2, backbone=unet)
+    embeddings, padding = net.encode_prompts([["left atrium in LGE MRI"]])
+    assert net(torch.randn(1, 1, 32, 32), embeddings, padding).shape == (1, 1, 32, 32)
+
+
+def test_bad_arguments_raise(encoder):
+    with pytest.raises(ValueError, match="divisible"):
+        PromptMaskDecoder(16, embed_dim=30, num_heads=4)
+    with pytest.raises(ValueError, match="at least one prompt"):
+        encoder([[None, None]])
+    net = make(encoder, 2)
+    embeddings, _ = net.encode_prompts([["left atrium in LGE MRI"]])
+    with pytest.raises(ValueError, match="image must be"):
+        net(torch.randn(1, 32, 32), embeddings)
+    bad = PromptSegmenter(SwinUNETR(in_channels=1, out_channels=8, feature_size=12, depths=(1, 1, 1, 1), spatial_dims=2),
+                          encoder, PromptMaskDecoder(FEATURES, embed_dim=32, num_layers=1, num_heads=2))
+    with pytest.raises(ValueError, match="feature channels"):
+        bad(torch.randn(1, 1, 32, 32), embeddings)

@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+
+from datamodules import vocabulary
+
+
+def test_every_task_structure_is_known_and_annotated_by_some_layout():
+    for task in vocabulary.TASKS.values():
+        for key in task.structures:
+            assert key in vocabulary.STRUCTURES
+            assert any(key in layout.structures for layout in vocabulary.LAYOUTS.values())
+
+
+def test_myops_myocardium_includes_pathology_and_scar_is_2221():
+    label = np.array([0, 200, 500, 600, 1220, 2221], dtype=np.int16)
+    masks = vocabulary.binary_masks(label, "myops", ["lv", "myo", "scar", "edema"])
+    assert masks[0].tolist() == [False, False, True, False, False, False]
+    assert masks[1].tolist() == [False, True, False, False, True, True]
+    assert masks[2].tolist() == [False, False, False, False, False, True]
+    assert masks[3].tolist() == [False, False, False, False, True, False]
+
+
+def test_lascarqs_any_nonzero_is_atrium():
+    masks = vocabulary.binary_masks(np.array([0, 1, 255]), "lascarqs", ["la"])
+    assert masks[0].tolist() == [False, True, True]
+
+
+def test_unannotated_structure_is_reported_not_negative():
+    assert vocabulary.annotated("lascarqs", ["la", "lv"]) == [True, False]
+    with pytest.raises(ValueError, match="does not annotate"):
+        vocabulary.binary_masks(np.zeros(3), "lascarqs", ["lv"])
+
+
+def test_prompts_name_structure_and_modality_and_synonyms_vary():
+    import random
+
+    assert vocabulary.prompt("la", "LGE") == "left atrium in LGE MRI"
+    phrasings = {vocabulary.prompt("myo", "CT", random.Random(i)) for i in range(50)}
+    assert len(phrasings) == len(vocabulary.STRUCTURES["myo"].names)
+    assert all(p.endswith(" in CT") for p in phrasings)
+
+
+def test_unknown_task_and_layout_raise():
+    with pytest.raises(ValueError, match="unknown task"):
+        vocabulary.task("brain")
+    with pytest.raises(ValueError, match="unknown label layout"):
+        vocabulary.layout("acdc")
