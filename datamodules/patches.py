@@ -40,7 +40,7 @@ class PatchDataset(Dataset):
         self.patch_size = list(patch_size)
         self.augmentation = augmentation
         self.synonym_probability = synonym_probability
-        self.probabilities = {0: 1 - foreground_fraction, 1: foreground_fraction}
+        self.foreground_fraction = foreground_fraction
         self._subjects: dict[int, tio.Subject] = {}
 
     def __len__(self) -> int:
@@ -54,17 +54,21 @@ class PatchDataset(Dataset):
         return tuple(1 if axis == case.slice_axis else next(in_plane) for axis in range(3))
 
     def subject(self, index: int) -> tio.Subject:
-        """The case as a TorchIO subject, padded up to the patch size, with a foreground map."""
+        """The case as a TorchIO subject, padded up to the patch size, with a map of structure
+        indices (1..K; a structure nested in another, like scar in myocardium, overwrites it)."""
         if index not in self._subjects:
             case = self.cases[index]
             structures = vocabulary.TASKS[case.case.task].structures
             known = [s for s, a in zip(structures, vocabulary.annotated(case.case.layout, structures)) if a]
-            foreground = vocabulary.binary_masks(case.label.numpy(), case.case.layout, known).any(0)
+            structure_map = np.zeros(case.label.shape, dtype=np.uint8)
+            for k, mask in enumerate(vocabulary.binary_masks(case.label.numpy(), case.case.layout, known), start=1):
+                structure_map[mask] = k
             subject = tio.Subject(
                 image=tio.ScalarImage(tensor=case.image, affine=case.affine),
                 label=tio.LabelMap(tensor=case.label[None], affine=case.affine),
-                foreground=tio.LabelMap(tensor=torch.from_numpy(foreground[None].astype(np.uint8)), affine=case.affine),
+                structures=tio.LabelMap(tensor=torch.from_numpy(structure_map[None]), affine=case.affine),
             )
+            subject["structure_count"] = len(known)
             shortfall = [max(p - s, 0) for p, s in zip(self.box(case), subject.spatial_shape)]
             if any(shortfall):
                 padding = [v for d in shortfall for v in (d // 2, d - d // 2)]
@@ -75,8 +79,11 @@ class PatchDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         case = self.cases[index]
         box = self.box(case)
-        sampler = tio.LabelSampler(box, label_name="foreground", label_probabilities=self.probabilities)
-        patch = next(iter(sampler(self.subject(index), num_patches=1)))
+        subject = self.subject(index)
+        count = subject["structure_count"]
+        probabilities = {0: 1 - self.foreground_fraction, **{k: self.foreground_fraction / count for k in range(1, count + 1)}}
+        sampler = tio.LabelSampler(box, label_name="structures", label_probabilities=probabilities)
+        patch = next(iter(sampler(subject, num_patches=1)))
         if self.augmentation is not None:
             patch = self.augmentation.transform(case.slice_axis)(patch)
         image, label = patch["image"].data, patch["label"].data[0]

@@ -10,7 +10,7 @@ from tests.conftest import REPO
 
 CONFIG = str(REPO / "experiments" / "phantoms.yaml")
 # a smaller network and loader than the demo's, so the CLI path is exercised in seconds
-SMALL = ["--data.patch_size", "[32, 32]", "--data.batch_size", "2", "--data.samples_per_epoch", "4",
+SMALL = ["--data.batch_size", "2", "--data.samples_per_epoch", "4",
          "--model.net.init_args.backbone.init_args.depths", "[1, 1, 1, 1]"]
 CSV_ONLY = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", "results"]
 
@@ -24,13 +24,13 @@ def in_run_folder(tmp_path, monkeypatch, phantom_root):
     return tmp_path
 
 
-def test_print_config_resolves_interpolation_and_links(in_run_folder, capsys):
+def test_print_config_resolves_interpolation_and_links(in_run_folder, phantom_root, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["fit", "--config", CONFIG, "--print_config"])
     assert stop.value.code == 0
     printed = capsys.readouterr().out
     assert "T_max: 14" in printed  # ${trainer.max_epochs}
-    assert "phantoms/la/la_utah/train" in printed
+    assert f"root: {phantom_root}/la/la_utah/train" in printed  # ${oc.env:CARE_PHANTOMS,...}
 
 
 @pytest.mark.slow
@@ -54,3 +54,22 @@ def test_test_writes_one_row_per_case_and_structure(in_run_folder, phantom_root)
     assert list(board.columns[:5]) == ["task", "split", "dice", "hd", "hd95"]
     assert set(zip(board.task, board.split)) == {(t, s) for t in structures for s in ("ID", "OOD")}
     pd.testing.assert_frame_equal(board, pd.read_csv(runs[0] / "leaderboard.csv"))
+
+
+@pytest.mark.slow
+def test_predict_returns_maps_on_the_original_grid(in_run_folder):
+    import nibabel as nib
+    import torch
+
+    from lightning_modules.cli import CareCLI
+    from lightning_modules.module import CardiacSegmentationModule
+    from datamodules.datamodule import CareDataModule
+
+    cli = CareCLI(CardiacSegmentationModule, CareDataModule, parser_kwargs={"parser_mode": "omegaconf"},
+                  args=["--config", CONFIG, *SMALL, *CSV_ONLY, "--trainer.limit_predict_batches", "2"], run=False)
+    outputs = cli.trainer.predict(cli.model, datamodule=cli.datamodule)
+    assert len(outputs) == 2
+    for out in outputs:
+        case = next(c for c in cli.datamodule.cases("test") if c.case.uid == out["uid"])
+        assert out["probabilities"].shape == (len(out["structures"]), *nib.load(case.case.image).shape)
+        assert torch.all((out["probabilities"] >= 0) & (out["probabilities"] <= 1))

@@ -20,7 +20,8 @@ def make(encoder, spatial_dims: int, backbone=None) -> PromptSegmenter:
     return PromptSegmenter(backbone, encoder, PromptMaskDecoder(FEATURES, embed_dim=32, num_layers=1, num_heads=2))
 
 
-@pytest.mark.parametrize("shape", [(2, 1, 32, 32), (1, 1, 32, 32, 32)], ids=["2d", "3d"])
+# SwinUNETR downsamples 32x: 64 is the smallest input whose bottleneck instance norm has >1 voxel
+@pytest.mark.parametrize("shape", [(2, 1, 64, 64), (1, 1, 64, 64, 64)], ids=["2d", "3d"])
 def test_one_logit_map_per_prompt(encoder, shape):
     net = make(encoder, len(shape) - 2)
     prompts = [["left atrium in LGE MRI", "myocardial scar in LGE MRI", None]] * shape[0]
@@ -32,7 +33,7 @@ def test_one_logit_map_per_prompt(encoder, shape):
 
 def test_prompts_permute_with_outputs_and_unseen_prompt_runs(encoder):
     net = make(encoder, 2).eval()
-    image = torch.randn(1, 1, 32, 32)
+    image = torch.randn(1, 1, 64, 64)
     prompts = ["left atrium in LGE MRI", "pulmonary artery in CT", "the heart muscle wall, please"]
     e, _ = net.encode_prompts([prompts])
     e_rev, _ = net.encode_prompts([prompts[::-1]])
@@ -53,7 +54,7 @@ def test_cnn_backbone_plugs_in(encoder):
     unet = DynUNet(2, 1, FEATURES, kernel_size=[3, 3, 3], strides=[1, 2, 2], upsample_kernel_size=[2, 2])
     net = make(encoder, 2, backbone=unet)
     embeddings, padding = net.encode_prompts([["left atrium in LGE MRI"]])
-    assert net(torch.randn(1, 1, 32, 32), embeddings, padding).shape == (1, 1, 32, 32)
+    assert net(torch.randn(1, 1, 64, 64), embeddings, padding).shape == (1, 1, 64, 64)
 
 
 def test_bad_arguments_raise(encoder):
@@ -64,8 +65,8 @@ def test_bad_arguments_raise(encoder):
     net = make(encoder, 2)
     embeddings, _ = net.encode_prompts([["left atrium in LGE MRI"]])
     with pytest.raises(ValueError, match="image must be"):
-        net(torch.randn(1, 32, 32), embeddings)
+        net(torch.randn(1, 64, 64), embeddings)
     bad = PromptSegmenter(SwinUNETR(in_channels=1, out_channels=8, feature_size=12, depths=(1, 1, 1, 1), spatial_dims=2),
                           encoder, PromptMaskDecoder(FEATURES, embed_dim=32, num_layers=1, num_heads=2))
     with pytest.raises(ValueError, match="feature channels"):
-        bad(torch.randn(1, 1, 32, 32), embeddings)
+        bad(torch.randn(1, 1, 64, 64), embeddings)

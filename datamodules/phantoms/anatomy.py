@@ -75,8 +75,9 @@ class Heart:
     has_scar: bool
 
     @classmethod
-    def sample(cls, rng: np.random.Generator, center=(0.0, 0.0, 0.0), with_scar: bool = True) -> Heart:
-        z = _unit(_BASE_DIRECTION)
+    def sample(cls, rng: np.random.Generator, center=(0.0, 0.0, 0.0), with_scar: bool = True,
+               long_axis=None) -> Heart:
+        z = _unit(np.asarray(long_axis if long_axis is not None else _BASE_DIRECTION, dtype=float))
         x = _unit(np.array([-1.0, 0.0, 0.0]) - z * (z @ np.array([-1.0, 0.0, 0.0])))  # towards the patient's left
         base = np.stack([x, np.cross(z, x), z], axis=1)
         scale = rng.uniform(0.85, 1.15)

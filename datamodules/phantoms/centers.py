@@ -39,6 +39,9 @@ class CenterProfile:
         noise: noise SD as a fraction of blood-pool intensity (CT: in HU).
         bias: strength of the smooth multiplicative bias field (0 = none).
         zscore_float: store z-scored float32 intensities (as the UA-MT LA release does).
+        long_axis: RAS direction of the LV long axis (apex -> base) of this center's patients;
+            ``None`` for the usual one. Short-axis stacks are cut across it, so it decides on
+            which axis the thick slices land after reorientation (real MyoPS has LSP and PSR).
     """
 
     name: str
@@ -58,6 +61,7 @@ class CenterProfile:
     noise: float = 0.04
     bias: float = 0.2
     zscore_float: bool = False
+    long_axis: tuple[float, float, float] | None = None
 
 
 CENTERS: tuple[CenterProfile, ...] = (
@@ -78,7 +82,7 @@ CENTERS: tuple[CenterProfile, ...] = (
     CenterProfile("myops_c1", "myops", "LGE", "myops", False, "LSP", (1.25, 1.25, 10.0), (180, 180, 0),
                   short_axis=True, slices=(5, 7)),
     CenterProfile("myops_c2", "myops", "LGE", "myops", False, "PSR", (1.5, 1.5, 12.0), (190, 190, 0),
-                  short_axis=True, slices=(4, 6), noise=0.05, bias=0.3),
+                  short_axis=True, slices=(4, 6), noise=0.05, bias=0.3, long_axis=(0.75, -0.45, 0.45)),
     CenterProfile("myops_c3", "myops", "LGE", "myops", True, "LSP", (1.0, 1.0, 8.0), (170, 170, 0),
                   short_axis=True, slices=(6, 8), noise=0.07, bias=0.4, contrast_change={A.SCAR: 0.8, A.MYO: 1.4}),
 )

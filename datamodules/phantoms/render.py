@@ -104,7 +104,8 @@ def label_codes(tissues: np.ndarray, layout_key: str) -> np.ndarray:
 
 def render_case(profile: CenterProfile, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(image, label, affine)`` of one case, image in the center's dtype, label in int16 codes."""
-    heart = A.Heart.sample(rng, center=rng.uniform(-10, 10, size=3), with_scar=profile.task == "myops" or rng.random() < 0.3)
+    heart = A.Heart.sample(rng, center=rng.uniform(-10, 10, size=3), with_scar=profile.task == "myops" or rng.random() < 0.3,
+                           long_axis=profile.long_axis)
     shape, affine = scanner_grid(profile, heart, rng)
     tissues, image = render_image(profile, heart.tissues, shape, affine, rng)
     label = label_codes(tissues, profile.layout)

@@ -1,0 +1,26 @@
+# Two commands do all set-up on a fresh machine:  `make demo`  and  `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test phantoms clean-venv
+
+# A virtual environment with the pinned CPU torch (pyproject pins torch==2.13.0) and the project, editable.
+$(BIN)/care-cardiac: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(BIN)/care-cardiac
+
+# Phantoms in, trained model and per-task ID/OOD table out (results/demo/leaderboard.csv), on CPU.
+demo: install
+	BIN=$(BIN) scripts/demo.sh
+
+# The test suite; real-sample tests read CARE_SAMPLE_DATA (.ci/run sets it to ../shared/data).
+test: install
+	$(BIN)/python -m pytest -q --timeout 600
+
+clean-venv:
+	rm -rf $(VENV)
