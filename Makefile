@@ -8,7 +8,6 @@ BIN := $(VENV)/bin
 # A virtual environment with the pinned CPU torch (pyproject pins torch==2.13.0) and the project, editable.
 $(BIN)/care-cardiac: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 

@@ -47,11 +47,13 @@ class Augmentation:
         for axis in range(3):
             if axis != slice_axis:
                 scales[2 * axis: 2 * axis + 2] = (1 - self.scale, 1 + self.scale)
-        p = self.probability
+        # copy=False: the patch is already a fresh subject, and TorchIO's per-transform deep
+        # copies cost about a fifth of the loader's time
+        options = {"p": self.probability, "copy": False}
         return tio.Compose([
-            tio.RandomAffine(scales=tuple(scales), degrees=tuple(degrees), default_pad_value="minimum", p=p),
-            tio.RandomBiasField(coefficients=self.bias_field, p=p),
-            tio.RandomGamma(log_gamma=self.log_gamma, p=p),
-            tio.RandomBlur(std=(0, self.blur_std), p=p),
-            tio.RandomNoise(std=(0, self.noise_std), p=p),
-        ])
+            tio.RandomAffine(scales=tuple(scales), degrees=tuple(degrees), default_pad_value="minimum", **options),
+            tio.RandomBiasField(coefficients=self.bias_field, **options),
+            tio.RandomGamma(log_gamma=self.log_gamma, **options),
+            tio.RandomBlur(std=(0, self.blur_std), **options),
+            tio.RandomNoise(std=(0, self.noise_std), **options),
+        ], copy=False)

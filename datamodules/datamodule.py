@@ -33,6 +33,7 @@ class CareDataModule(L.LightningDataModule):
         task_sampling: share of tasks (and of centers/modalities within a task):
             ``uniform``, ``proportional`` to case counts, or ``temperature``.
         temperature: exponent 1/T on case counts for ``temperature`` sampling.
+        task_weights: task key -> multiplier of its share of patches (default 1 each).
         augmentation: random training transforms; ``null`` for none.
         synonym_probability: chance that a training prompt uses a random synonym of its
             structure instead of the canonical name (so unseen phrasings still work).
@@ -50,6 +51,7 @@ class CareDataModule(L.LightningDataModule):
         foreground_fraction: float = 0.67,
         task_sampling: TaskSampling = "uniform",
         temperature: float = 2.0,
+        task_weights: dict[str, float] | None = None,
         augmentation: Augmentation | None = Augmentation(),  # noqa: B008
         synonym_probability: float = 0.5,
         num_workers: int = 0,
@@ -70,6 +72,7 @@ class CareDataModule(L.LightningDataModule):
         self.foreground_fraction = foreground_fraction
         self.task_sampling = task_sampling
         self.temperature = temperature
+        self.task_weights = task_weights
         self.augmentation = augmentation
         if not 0 <= synonym_probability <= 1:
             raise ValueError(f"synonym_probability must be in [0, 1], got {synonym_probability}")
@@ -101,7 +104,7 @@ class CareDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         cases = self.cases("train")
-        weights = case_weights([c.case for c in cases], self.task_sampling, self.temperature)
+        weights = case_weights([c.case for c in cases], self.task_sampling, self.temperature, self.task_weights)
         dataset = PatchDataset(cases, self.patch_size, self.foreground_fraction, self.augmentation,
                                self.synonym_probability)
         sampler = WeightedCaseSampler(weights, self.samples_per_epoch, seed=self.seed)

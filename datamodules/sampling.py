@@ -23,13 +23,15 @@ def _mass(count: int, mode: TaskSampling, temperature: float) -> float:
     return float(count) ** (1.0 / temperature)
 
 
-def case_weights(cases: list[Case], mode: TaskSampling = "uniform", temperature: float = 2.0) -> np.ndarray:
+def case_weights(cases: list[Case], mode: TaskSampling = "uniform", temperature: float = 2.0,
+                 task_weights: dict[str, float] | None = None) -> np.ndarray:
     """Probability of drawing each case.
 
     Two levels share the rule ``mode``: tasks, then (center, modality) groups inside a task;
     inside a group, cases are drawn in proportion to their source ``weight``. ``uniform`` gives
     every task (group) the same share, ``proportional`` a share by case count, ``temperature``
-    a share by count ** (1 / temperature) (between the two).
+    a share by count ** (1 / temperature) (between the two). ``task_weights`` multiplies a
+    task's share (a task with seven structures may deserve more patches than one with one).
     """
     if mode not in ("uniform", "proportional", "temperature"):
         raise ValueError(f"task_sampling must be uniform, proportional or temperature, got {mode!r}")
@@ -37,9 +39,12 @@ def case_weights(cases: list[Case], mode: TaskSampling = "uniform", temperature:
         raise ValueError(f"temperature must be positive, got {temperature}")
     if not cases:
         raise ValueError("no training cases to sample from")
+    task_weights = dict(task_weights or {})
+    if any(w <= 0 for w in task_weights.values()):
+        raise ValueError(f"task_weights must be positive, got {task_weights}")
     tasks = Counter(c.task for c in cases)
     groups = Counter((c.task, c.center, c.modality) for c in cases)
-    task_mass = {t: _mass(n, mode, temperature) for t, n in tasks.items()}
+    task_mass = {t: _mass(n, mode, temperature) * task_weights.get(t, 1.0) for t, n in tasks.items()}
     group_mass = {g: _mass(n, mode, temperature) for g, n in groups.items()}
     group_total = Counter()
     for g, m in group_mass.items():

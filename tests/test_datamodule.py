@@ -68,6 +68,10 @@ def test_case_weights_uniform_over_tasks(datamodule):
     np.testing.assert_allclose(list(by_task.values()), 1 / 3)
     proportional = case_weights(cases, "proportional")
     np.testing.assert_allclose(proportional, 1 / len(cases))
+    weighted = case_weights(cases, "uniform", task_weights={"whs": 2.0})
+    assert weighted[[c.task == "whs" for c in cases]].sum() == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="task_weights"):
+        case_weights(cases, "uniform", task_weights={"whs": 0.0})
     with pytest.raises(ValueError, match="task_sampling"):
         case_weights(cases, "bogus")
 
