@@ -42,6 +42,8 @@ class PatchDataset(Dataset):
         self.synonym_probability = synonym_probability
         self.foreground_fraction = foreground_fraction
         self._subjects: dict[int, tio.Subject] = {}
+        self._probabilities: dict[int, dict[int, float]] = {}  # per case: sampling chance of each map value
+        self._transforms: dict[int, tio.Transform] = {}  # per slice axis, built once
 
     def __len__(self) -> int:
         return len(self.cases)
@@ -68,7 +70,8 @@ class PatchDataset(Dataset):
                 label=tio.LabelMap(tensor=case.label[None], affine=case.affine),
                 structures=tio.LabelMap(tensor=torch.from_numpy(structure_map[None]), affine=case.affine),
             )
-            subject["structure_count"] = len(known)
+            share = self.foreground_fraction / max(len(known), 1)
+            self._probabilities[index] = {0: 1 - self.foreground_fraction, **{k: share for k in range(1, len(known) + 1)}}
             shortfall = [max(p - s, 0) for p, s in zip(self.box(case), subject.spatial_shape)]
             if any(shortfall):
                 padding = [v for d in shortfall for v in (d // 2, d - d // 2)]
@@ -80,12 +83,12 @@ class PatchDataset(Dataset):
         case = self.cases[index]
         box = self.box(case)
         subject = self.subject(index)
-        count = subject["structure_count"]
-        probabilities = {0: 1 - self.foreground_fraction, **{k: self.foreground_fraction / count for k in range(1, count + 1)}}
-        sampler = tio.LabelSampler(box, label_name="structures", label_probabilities=probabilities)
+        sampler = tio.LabelSampler(box, label_name="structures", label_probabilities=self._probabilities[index])
         patch = next(iter(sampler(subject, num_patches=1)))
         if self.augmentation is not None:
-            patch = self.augmentation.transform(case.slice_axis)(patch)
+            if case.slice_axis not in self._transforms:
+                self._transforms[case.slice_axis] = self.augmentation.transform(case.slice_axis)
+            patch = self._transforms[case.slice_axis](patch)
         image, label = patch["image"].data, patch["label"].data[0]
         if len(self.patch_size) == 2:
             image, label = image.squeeze(1 + case.slice_axis), label.squeeze(case.slice_axis)
