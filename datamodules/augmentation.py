@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torchio as tio
+
+from datamodules import vocabulary
 
 
 @dataclass
@@ -12,8 +14,9 @@ class Augmentation:
     """Random transforms applied to each training patch.
 
     Rotation and scaling act in the slice plane only (about the slice axis found from the
-    spacing), so short-axis stacks are never tilted through their thick slices. No flips: left
-    and right ventricles and atria are told apart by side.
+    spacing), so short-axis stacks are never tilted through their thick slices. Flips only for
+    the tasks listed in ``flip_tasks``: where left and right structures are prompted (whole
+    heart, LV/RV in MyoPS) a mirrored image would teach the model the wrong side.
 
     Args:
         probability: chance that each transform is applied to a patch.
@@ -23,6 +26,10 @@ class Augmentation:
         log_gamma: gamma exponent range in log scale (contrast change).
         noise_std: upper bound of added Gaussian noise SD (images are normalised).
         blur_std: upper bound of Gaussian blur SD in mm (resolution change).
+        max_downsampling: in-plane resolution loss: downsample by up to this factor and back
+            (TorchIO ``RandomAnisotropy``); 1 turns it off.
+        flip_tasks: tasks whose patches may be mirrored in-plane (e.g. ``[la]``: one structure,
+            no side to confuse).
     """
 
     probability: float = 0.3
@@ -32,6 +39,8 @@ class Augmentation:
     log_gamma: float = 0.3
     noise_std: float = 0.1
     blur_std: float = 0.6
+    max_downsampling: float = 2.0
+    flip_tasks: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         if not 0 <= self.probability <= 1:
@@ -39,9 +48,14 @@ class Augmentation:
         for name in ("rotation_degrees", "scale", "bias_field", "log_gamma", "noise_std", "blur_std"):
             if getattr(self, name) < 0:
                 raise ValueError(f"augmentation {name} must be >= 0, got {getattr(self, name)}")
+        if self.max_downsampling < 1:
+            raise ValueError(f"augmentation max_downsampling must be >= 1, got {self.max_downsampling}")
+        for key in self.flip_tasks:
+            vocabulary.task(key)
 
-    def transform(self, slice_axis: int) -> tio.Transform:
-        """The transform for patches whose slice axis is ``slice_axis``."""
+    def transform(self, slice_axis: int, flip: bool = False) -> tio.Transform:
+        """The transform for patches whose slice axis is ``slice_axis`` (mirrored in-plane at
+        random when ``flip``)."""
         degrees, scales = [0.0] * 6, [1.0] * 6
         degrees[2 * slice_axis: 2 * slice_axis + 2] = (-self.rotation_degrees, self.rotation_degrees)
         for axis in range(3):
@@ -49,7 +63,14 @@ class Augmentation:
                 scales[2 * axis: 2 * axis + 2] = (1 - self.scale, 1 + self.scale)
         # copy=False: the patch is already a fresh subject that nothing else holds
         options = {"p": self.probability, "copy": False}
-        return tio.Compose([
+        in_plane = tuple(axis for axis in range(3) if axis != slice_axis)
+        extra = []
+        if self.max_downsampling > 1:
+            # one in-plane axis at a time, as a coarser acquisition matrix would be
+            extra.append(tio.RandomAnisotropy(axes=in_plane, downsampling=(1.0, self.max_downsampling), **options))
+        if flip:
+            extra.append(tio.RandomFlip(axes=in_plane, flip_probability=0.5, copy=False))
+        return tio.Compose([*extra,
             tio.RandomAffine(scales=tuple(scales), degrees=tuple(degrees), default_pad_value="minimum", **options),
             tio.RandomBiasField(coefficients=self.bias_field, **options),
             tio.RandomGamma(log_gamma=self.log_gamma, **options),

@@ -55,6 +55,13 @@ class DataSource:
         sequence: file suffix of the image for layouts with several sequences per case
             (MyoPS: ``LGE``, ``C0``, ``T2``); defaults to the modality.
         weight: relative sampling weight of this source's cases in training.
+        cases: keep only these case ids (in this order), e.g. to split one folder into train,
+            val and test; an id that is not found is an error.
+        file: ``manifest`` layout only: the CSV or YAML list of cases, relative to ``root``
+            (default ``manifest.csv``, else ``manifest.yaml``).
+        label_layout: ``manifest`` layout only: whose label codes the files use (``lascarqs``,
+            ``mmwhs``, ``myops``); default: the task's own release (la: lascarqs, whs: mmwhs,
+            myops: myops).
     """
 
     layout: str
@@ -65,3 +72,6 @@ class DataSource:
     split: str
     sequence: str | None = None
     weight: float = 1.0
+    cases: list[str] | None = None
+    file: str | None = None
+    label_layout: str | None = None

@@ -6,7 +6,9 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from datamodules.augmentation import Augmentation
+from datamodules.cache import CheckCache, PreprocessingCache, preprocessing_settings
 from datamodules.case import DataSource
+from datamodules.checks import CaseReport, check_cases, problems_of
 from datamodules.collate import collate_patches, collate_volume
 from datamodules.manifest import Manifest
 from datamodules.patches import PatchDataset
@@ -39,6 +41,10 @@ class CareDataModule(L.LightningDataModule):
             structure instead of the canonical name (so unseen phrasings still work).
         num_workers: loader worker processes.
         seed: seed of the case draw.
+        cache_dir: folder for preprocessed volumes and data-check results, reused by later
+            runs while files and settings are unchanged; ``null`` preprocesses every run.
+        check_data: check every file of the stages' splits at ``setup`` (readable, matching
+            grids, known label codes, finite intensities...) and stop with all problems listed.
     """
 
     def __init__(
@@ -56,6 +62,8 @@ class CareDataModule(L.LightningDataModule):
         synonym_probability: float = 0.5,
         num_workers: int = 0,
         seed: int = 0,
+        cache_dir: str | None = None,
+        check_data: bool = True,
     ):
         super().__init__()
         if not sources:
@@ -79,6 +87,8 @@ class CareDataModule(L.LightningDataModule):
         self.synonym_probability = synonym_probability
         self.num_workers = num_workers
         self.seed = seed
+        self.cache_dir = cache_dir
+        self.check_data = check_data
         self.manifest: Manifest | None = None
         self._prepared: dict[str, PreprocessedCase] = {}
 
@@ -89,10 +99,27 @@ class CareDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.manifest is None:
             self.manifest = Manifest.from_sources(self.sources)
-        for split in STAGE_SPLITS.get(stage or "fit", ("train", "val", "test")):
-            for case in self.manifest.split(split):
-                if case.uid not in self._prepared:
-                    self._prepared[case.uid] = self.preprocessing(case, self.manifest.role(case))
+        splits = STAGE_SPLITS.get(stage or "fit", ("train", "val", "test"))
+        todo = [c for split in splits for c in self.manifest.split(split) if c.uid not in self._prepared]
+        if self.check_data and todo:
+            # every file is checked before the first (slow) resampling starts
+            problems = problems_of(self.check(todo))
+            if problems:
+                raise ValueError(f"data check found {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+        cache = None
+        if self.cache_dir is not None:
+            cache = PreprocessingCache(f"{self.cache_dir}/volumes", preprocessing_settings(self.preprocessing))
+        for case in todo:
+            role = self.manifest.role(case)
+            self._prepared[case.uid] = (self.preprocessing(case, role) if cache is None
+                                        else cache.load_or_build(case, role, self.preprocessing))
+
+    def check(self, cases=None) -> list[CaseReport]:
+        """Data-check reports of ``cases`` (default: every case of every source)."""
+        if self.manifest is None:
+            self.manifest = Manifest.from_sources(self.sources)
+        cache = None if self.cache_dir is None else CheckCache(f"{self.cache_dir}/checks")
+        return check_cases(self.manifest.cases if cases is None else cases, cache)
 
     def cases(self, split: str) -> list[PreprocessedCase]:
         if self.manifest is None:

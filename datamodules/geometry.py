@@ -27,12 +27,17 @@ def slice_axis(spacing) -> int:
     return AXIAL_AXIS
 
 
-def resampled_spacing(spacing, target: float, anisotropy_threshold: float) -> tuple[float, float, float]:
+def resampled_spacing(spacing, target: float, anisotropy_threshold: float,
+                      tolerance: float = 0.0) -> tuple[float, float, float]:
     """Target voxel size for a grid: ``target`` mm on every axis, except that the thick axis
     of a strongly anisotropic stack keeps its own spacing (as nnU-Net does), so a 3-slice
-    short-axis stack is not invented into an isotropic volume."""
+    short-axis stack is not invented into an isotropic volume, and that an axis already within
+    ``tolerance`` (a fraction of ``target``) keeps its spacing: resampling 0.73 mm to 0.75 mm
+    shifts the grid by half a voxel and blurs boundaries for no gain."""
     spacing = np.asarray(spacing, dtype=float)
     out = np.full(3, float(target))
+    close = np.abs(spacing - target) <= tolerance * target
+    out[close] = spacing[close]
     if spacing.max() > anisotropy_threshold * spacing.min():
         thick = int(np.argmax(spacing))
         out[thick] = spacing[thick]

@@ -15,8 +15,10 @@ from datamodules.readers import read_source
 class Manifest:
     """Cases of all sources, checked once, with ID/OOD roles.
 
-    A center is in-distribution (ID) for a task when that task has training cases from it;
-    every other (task, center) pair seen in val/test is out-of-distribution (OOD).
+    A center is in-distribution (ID) for a task and modality when the task has training cases
+    from that center in that modality; every other (task, center, modality) seen in val/test is
+    out-of-distribution (OOD): an unseen center, or a seen center's unseen sequence (MyoPS C0
+    when training on LGE).
 
     Args:
         cases: case records (from readers).
@@ -32,7 +34,7 @@ class Manifest:
         problems = self._problems()
         if problems:
             raise ValueError("invalid data manifest:\n  " + "\n  ".join(problems))
-        self._id_pairs = {(c.task, c.center) for c in self.cases if c.split == "train"}
+        self._id_keys = {(c.task, c.center, c.modality) for c in self.cases if c.split == "train"}
 
     @classmethod
     def from_sources(cls, sources: list[DataSource]) -> Manifest:
@@ -80,7 +82,7 @@ class Manifest:
         return problems
 
     def role(self, case: Case) -> str:
-        return "ID" if (case.task, case.center) in self._id_pairs else "OOD"
+        return "ID" if (case.task, case.center, case.modality) in self._id_keys else "OOD"
 
     def split(self, split: str) -> list[Case]:
         return [c for c in self.cases if c.split == split]

@@ -43,7 +43,7 @@ class PatchDataset(Dataset):
         self.foreground_fraction = foreground_fraction
         self._subjects: dict[int, tio.Subject] = {}
         self._probabilities: dict[int, dict[int, float]] = {}  # per case: sampling chance of each map value
-        self._transforms: dict[int, tio.Transform] = {}  # per slice axis, built once
+        self._transforms: dict[tuple[int, bool], tio.Transform] = {}  # per (slice axis, flip), built once
 
     def __len__(self) -> int:
         return len(self.cases)
@@ -86,9 +86,10 @@ class PatchDataset(Dataset):
         sampler = tio.LabelSampler(box, label_name="structures", label_probabilities=self._probabilities[index])
         patch = next(iter(sampler(subject, num_patches=1)))
         if self.augmentation is not None:
-            if case.slice_axis not in self._transforms:
-                self._transforms[case.slice_axis] = self.augmentation.transform(case.slice_axis)
-            patch = self._transforms[case.slice_axis](patch)
+            key = (case.slice_axis, case.case.task in self.augmentation.flip_tasks)
+            if key not in self._transforms:
+                self._transforms[key] = self.augmentation.transform(*key)
+            patch = self._transforms[key](patch)
         image, label = patch["image"].data, patch["label"].data[0]
         if len(self.patch_size) == 2:
             image, label = image.squeeze(1 + case.slice_axis), label.squeeze(case.slice_axis)

@@ -51,12 +51,15 @@ class Preprocessing:
             stacks keep their slice spacing (see ``anisotropy_threshold``).
         anisotropy_threshold: ratio of largest to smallest spacing above which the thick axis
             is not resampled.
+        spacing_tolerance: an axis whose spacing is within this fraction of the target keeps
+            its own spacing (a volume with all axes within it is not resampled at all).
         ct_window: HU window clipped and scaled to [-1, 1] for CT.
         mri_percentiles: intensity percentiles clipped before z-scoring MRI.
     """
 
     target_spacing: dict[str, float] = field(default_factory=lambda: {"la": 1.0, "whs": 1.5, "myops": 1.25})
     anisotropy_threshold: float = 3.0
+    spacing_tolerance: float = 0.05
     ct_window: tuple[float, float] = (-250.0, 750.0)
     mri_percentiles: tuple[float, float] = (0.5, 99.5)
 
@@ -67,6 +70,8 @@ class Preprocessing:
                 raise ValueError(f"target_spacing[{key!r}] must be positive, got {value}")
         if self.anisotropy_threshold < 1:
             raise ValueError(f"anisotropy_threshold must be >= 1, got {self.anisotropy_threshold}")
+        if not 0 <= self.spacing_tolerance < 1:
+            raise ValueError(f"spacing_tolerance must be in [0, 1), got {self.spacing_tolerance}")
         if self.ct_window[0] >= self.ct_window[1]:
             raise ValueError(f"ct_window must be (low, high) with low < high, got {self.ct_window}")
         if not 0 <= self.mri_percentiles[0] < self.mri_percentiles[1] <= 100:
@@ -89,8 +94,10 @@ class Preprocessing:
         original_shape = tuple(subject["image"].spatial_shape)
         original_affine = subject["image"].affine.copy()
         subject = tio.ToCanonical()(subject)
-        spacing = resampled_spacing(subject["image"].spacing, self.target_spacing[case.task], self.anisotropy_threshold)
-        subject = tio.Resample(spacing)(subject)
+        spacing = resampled_spacing(subject["image"].spacing, self.target_spacing[case.task], self.anisotropy_threshold,
+                                    self.spacing_tolerance)
+        if not np.allclose(spacing, subject["image"].spacing, rtol=0, atol=1e-6):
+            subject = tio.Resample(spacing)(subject)
         subject = self.intensity(case.modality)(subject)
         image = subject["image"]
         label = subject["label"].data[0].to(torch.int32) if case.label is not None else torch.zeros(image.spatial_shape, dtype=torch.int32)

@@ -22,16 +22,25 @@ def case_means(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.groupby(CASE_KEYS, as_index=False)[list(METRICS)].mean()
 
 
+CENTER_KEYS = ["task", "center", "modality", "role"]
+
+
 def center_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per task x center x structure: mean metrics and case count."""
-    table = frame.groupby(["task", "center", "role", "structure"], as_index=False)[list(METRICS)].mean()
-    counts = frame.groupby(["task", "center", "role", "structure"]).size().rename("cases").reset_index()
-    return table.merge(counts, on=["task", "center", "role", "structure"])
+    """Per task x center x modality x structure: mean metrics and case count."""
+    keys = [*CENTER_KEYS, "structure"]
+    table = frame.groupby(keys, as_index=False)[list(METRICS)].mean()
+    counts = frame.groupby(keys).size().rename("cases").reset_index()
+    return table.merge(counts, on=keys)
 
 
 def task_center_means(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per task x center: mean over cases of the per-case structure mean."""
-    return case_means(frame).groupby(["task", "center", "role"], as_index=False)[list(METRICS)].mean()
+    """Per task x center x modality: mean over cases of the per-case structure mean. ``name``
+    is the center, or ``center/modality`` where a center is scored in several modalities (a
+    seen center's unseen sequence is OOD while its trained one is ID)."""
+    table = case_means(frame).groupby(CENTER_KEYS, as_index=False)[list(METRICS)].mean()
+    several = table.groupby(["task", "center"]).modality.transform("nunique") > 1
+    table["name"] = table.center.where(~several, table.center + "/" + table.modality)
+    return table
 
 
 def leaderboard(frame: pd.DataFrame) -> pd.DataFrame:

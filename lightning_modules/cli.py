@@ -1,12 +1,15 @@
-"""``care-cardiac``: the Lightning CLI (fit / validate / test / predict) plus the phantom generator."""
+"""``care-cardiac``: the Lightning CLI (fit / validate / test / predict), the data check and the
+phantom generator."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+import pandas as pd
 from lightning.pytorch.cli import LightningCLI
 
+from datamodules.checks import problems_of, summary_table
 from datamodules.datamodule import CareDataModule
 from datamodules.phantoms import write_phantoms
 from lightning_modules.module import CardiacSegmentationModule
@@ -36,10 +39,35 @@ def phantoms_main(argv: list[str]) -> int:
     return 0
 
 
+def check_main(argv: list[str]) -> int:
+    """``care-cardiac check --config EXP.yaml [overrides]``: check every file of the experiment's
+    sources, print one table per task x center, exit 1 listing all problems when any."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: care-cardiac check --config EXPERIMENT.yaml [--data.* overrides]\n"
+              "Checks every image and label of the experiment's sources and prints a table per task x center.")
+        return 0
+    # the experiment is parsed exactly as fit parses it (same YAML, same overrides), then only
+    # its datamodule is used
+    cli = CareCLI(CardiacSegmentationModule, CareDataModule, parser_kwargs={"parser_mode": "omegaconf"},
+                  args=argv, run=False, save_config_callback=None)
+    reports = cli.datamodule.check()
+    table = summary_table(reports)
+    with pd.option_context("display.max_columns", None, "display.width", 200):
+        print(table.to_string(index=False))
+    problems = problems_of(reports)
+    if problems:
+        print(f"\n{len(problems)} problem(s):", *problems, sep="\n  ", file=sys.stderr)
+        return 1
+    print(f"\n{len(reports)} cases checked, no problems")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     if words[:1] == ["phantoms"]:
         return phantoms_main(words[1:])
+    if words[:1] == ["check"]:
+        return check_main(words[1:])
     CareCLI(CardiacSegmentationModule, CareDataModule, parser_kwargs={"parser_mode": "omegaconf"}, args=argv)
     return 0
 

@@ -12,7 +12,9 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from monai.inferers import Inferer, SliceInferer, SlidingWindowInferer
+from monai.transforms import KeepLargestConnectedComponent
 
+from datamodules import vocabulary
 from datamodules.geometry import spacing_of
 from datamodules.preprocessing import to_original_grid
 from lightning_modules import aggregate
@@ -36,6 +38,10 @@ class CardiacSegmentationModule(L.LightningModule):
         optimizer: optimizer factory (``class_path`` in YAML).
         scheduler: learning-rate scheduler factory, stepped per epoch; ``None`` for none.
         threshold: probability above which a voxel is predicted as the prompted structure.
+        largest_component: structure keys whose prediction is cut to its largest connected
+            component (nnU-Net's post-processing; MONAI ``KeepLargestConnectedComponent``) for
+            single-region structures (ventricles, myocardium, vessels); leave out scar and edema,
+            which may be several regions.
         leaderboard_path: after ``test``, also write the ID/OOD leaderboard here (the run
             folder always gets its own copy).
     """
@@ -48,6 +54,7 @@ class CardiacSegmentationModule(L.LightningModule):
         optimizer: OptimizerCallable = torch.optim.AdamW,
         scheduler: LRSchedulerCallable | None = None,
         threshold: float = 0.5,
+        largest_component: list[str] | None = None,
         leaderboard_path: str | None = None,
     ):
         super().__init__()
@@ -59,6 +66,12 @@ class CardiacSegmentationModule(L.LightningModule):
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.threshold = threshold
+        self.largest_component = set(largest_component or [])
+        unknown = self.largest_component - set(vocabulary.STRUCTURES)
+        if unknown:
+            raise ValueError(f"largest_component names unknown structures {sorted(unknown)}; "
+                             f"known: {sorted(vocabulary.STRUCTURES)}")
+        self._keep_largest = KeepLargestConnectedComponent(applied_labels=[1], is_onehot=False)
         self.leaderboard_path = leaderboard_path
         self._rows: list[dict] = []
 
@@ -82,7 +95,9 @@ class CardiacSegmentationModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         embeddings, padding = self.net.encode_prompts(batch["prompts"])
         logits = self.net(batch["image"], embeddings, padding)
-        loss = self.loss(logits, batch["target"], batch["prompt_mask"])
+        # batch Dice pools per task and structure (see PartialLabelLoss)
+        groups = [[f"{task}/{key}" for key in keys] for task, keys in zip(batch["task"], batch["structures"])]
+        loss = self.loss(logits, batch["target"], batch["prompt_mask"], groups)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
         return loss
 
@@ -104,11 +119,19 @@ class CardiacSegmentationModule(L.LightningModule):
         probabilities = torch.sigmoid(logits[0].float())
         return to_original_grid(probabilities, batch["affine"], batch["original_shape"], batch["original_affine"])
 
+    def masks(self, batch: dict) -> np.ndarray:
+        """Binary masks ``[P, *S]`` on the original grid: thresholded, then post-processed."""
+        predicted = self.probabilities(batch) > self.threshold
+        for index, structure in enumerate(batch["structures"]):
+            if structure in self.largest_component and predicted[index].any():
+                predicted[index] = self._keep_largest(predicted[index][None].to(torch.uint8))[0].bool()
+        return predicted.numpy()
+
     def score(self, batch: dict) -> list[dict]:
         """One row per annotated (case, structure): ids, role, Dice, HD, HD95, volumes."""
         if batch["reference"] is None:
             raise ValueError(f"case {batch['uid']} ({batch['image_path']}) has no label to score against")
-        predicted = (self.probabilities(batch) > self.threshold).numpy()
+        predicted = self.masks(batch)
         spacing = spacing_of(batch["original_affine"])
         rows = []
         for index, (structure, annotated) in enumerate(zip(batch["structures"], batch["annotated"])):
@@ -142,7 +165,7 @@ class CardiacSegmentationModule(L.LightningModule):
         values: dict[str, float] = {}
         for row in aggregate.task_center_means(frame).itertuples():
             for metric in aggregate.METRICS:
-                values[f"{prefix}/{row.task}/{row.center}/{metric}"] = getattr(row, metric)
+                values[f"{prefix}/{row.task}/{row.name}/{metric}"] = getattr(row, metric)
         board = aggregate.leaderboard(frame)
         for row in board.itertuples():
             for metric in aggregate.METRICS:

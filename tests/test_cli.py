@@ -76,3 +76,61 @@ def test_predict_returns_maps_on_the_original_grid(in_run_folder):
         case = next(c for c in cli.datamodule.cases("test") if c.case.uid == out["uid"])
         assert out["probabilities"].shape == (len(out["structures"]), *nib.load(case.case.image).shape)
         assert torch.all((out["probabilities"] >= 0) & (out["probabilities"] <= 1))
+
+
+def test_check_prints_a_table_per_task_and_center(in_run_folder, capsys):
+    assert main(["check", "--config", CONFIG]) == 0
+    out = capsys.readouterr().out
+    for center in ("la_utah", "whs_ct_a", "whs_mr_b", "myops_c3"):
+        assert center in out
+    assert "spacing_mm" in out and "no problems" in out
+
+
+def test_check_exits_nonzero_listing_every_broken_file(in_run_folder, phantom_root, tmp_path, capsys):
+    import shutil
+
+    import nibabel as nib
+    import numpy as np
+
+    broken = tmp_path / "broken"
+    shutil.copytree(phantom_root / "myops" / "myops_c1" / "val", broken / "val")
+    shutil.copytree(phantom_root / "whs" / "whs_ct_a" / "val", broken / "whs")
+    image = next((broken / "val").rglob("*_LGE.nii.gz"))
+    image.write_bytes(b"garbage")
+    label_path = next((broken / "whs").rglob("*_label.nii.gz"))
+    label = nib.load(label_path)
+    codes = np.asanyarray(label.dataobj).copy()
+    codes[0, 0, 0] = 999
+    nib.save(nib.Nifti1Image(codes, label.affine, label.header), str(label_path))
+    sources = ("[{layout: myops, task: myops, center: b1, modality: LGE, split: val, root: " + str(broken / "val")
+               + "}, {layout: mmwhs, task: whs, center: b2, modality: CT, split: val, root: " + str(broken / "whs") + "}]")
+    assert main(["check", "--config", CONFIG, "--data.sources", sources]) == 1
+    err = capsys.readouterr().err
+    assert "2 problem(s)" in err
+    assert f"{image}: image file is unreadable" in err
+    assert f"{label_path}: label codes [999] are not in the mmwhs layout" in err
+
+
+def test_fit_stops_at_setup_naming_the_bad_file(in_run_folder, phantom_root, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(phantom_root / "la" / "la_utah" / "train", broken)
+    label = next(broken.rglob("atriumSegImgMO.nii.gz"))
+    label.unlink()
+    sources = f"[{{layout: lascarqs, task: la, center: u, modality: LGE, split: train, root: {broken}}}]"
+    with pytest.raises(ValueError, match=f"{label.parent / 'enhanced.nii.gz'}.*no label file"):
+        main(["fit", "--config", CONFIG, *SMALL, "--data.sources", sources, "--trainer.fast_dev_run", "1"])
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_real_samples_experiment_checks_clean_and_trains(in_run_folder, sample_data, monkeypatch, capsys):
+    monkeypatch.setenv("CARE_SAMPLE_DATA", str(sample_data))
+    monkeypatch.setenv("CARE_CACHE", str(in_run_folder / "cache"))
+    real = str(REPO / "experiments" / "real_samples.yaml")
+    assert main(["check", "--config", real]) == 0
+    out = capsys.readouterr().out
+    assert "la_real" in out and "myops_real" in out and "C0" in out and "0.62" in out  # LA at 0.625 mm
+    main(["fit", "--config", real, *SMALL, *CSV_ONLY, "--trainer.fast_dev_run", "1"])
+    assert len(list((in_run_folder / "cache" / "volumes").glob("*.pt"))) == 16 + 4 + 20 + 5 + 5  # train + val

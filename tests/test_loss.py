@@ -36,3 +36,48 @@ def test_bad_arguments_raise():
         PartialLabelLoss(0.0, 0.0)
     with pytest.raises(ValueError, match="shapes differ"):
         PartialLabelLoss()(torch.zeros(1, 2, 4, 4), torch.zeros(1, 3, 4, 4), torch.ones(1, 2, dtype=torch.bool))
+
+
+def test_batch_dice_pools_each_structure_over_the_batch():
+    # structure "a" sits at prompt 0 of sample 0 and prompt 1 of sample 1: one pooled Dice
+    logits = torch.randn(2, 2, 8, 8)
+    target = (torch.rand(2, 2, 8, 8) > 0.5).float()
+    mask = torch.tensor([[True, False], [False, True]])
+    loss = PartialLabelLoss(dice_weight=1.0, bce_weight=0.0, smooth=1.0)
+    p = torch.sigmoid(torch.stack([logits[0, 0], logits[1, 1]]))
+    t = torch.stack([target[0, 0], target[1, 1]])
+    expected = 1 - (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1)
+    got = loss(logits, target, mask, [["a", "b"], ["b", "a"]])
+    assert torch.isclose(got, expected, atol=1e-6)
+
+
+def test_batch_dice_averages_structures_not_pairs():
+    logits = torch.randn(3, 2, 8, 8)
+    target = (torch.rand(3, 2, 8, 8) > 0.5).float()
+    mask = torch.ones(3, 2, dtype=torch.bool)
+    loss = PartialLabelLoss(dice_weight=1.0, bce_weight=0.0)
+    names = [["a", "b"], ["a", "b"], ["a", "b"]]
+
+    def pooled(j):
+        p, t = torch.sigmoid(logits[:, j]), target[:, j]
+        return 1 - (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1)
+
+    assert torch.isclose(loss(logits, target, mask, names), (pooled(0) + pooled(1)) / 2, atol=1e-6)
+
+
+def test_false_positives_on_an_empty_patch_cost_less_with_batch_dice():
+    # the failure batch Dice fixes: a few stray pixels where the structure is absent
+    target = torch.zeros(2, 1, 16, 16)
+    target[0, 0, 4:12, 4:12] = 1
+    logits = (target * 2 - 1) * 10
+    logits[1, 0, :2, :2] = 10  # 4 false-positive pixels on the empty sample
+    mask = torch.ones(2, 1, dtype=torch.bool)
+    names = [["a"], ["a"]]
+    pooled = PartialLabelLoss(bce_weight=0.0)(logits, target, mask, names)
+    per_pair = PartialLabelLoss(bce_weight=0.0, batch_dice=False)(logits, target, mask, names)
+    assert pooled < 0.05 < per_pair
+
+
+def test_annotated_prompt_without_structure_key_raises():
+    with pytest.raises(ValueError, match="no group name"):
+        PartialLabelLoss()(torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 4, 4), torch.ones(1, 2, dtype=torch.bool), [["a"]])

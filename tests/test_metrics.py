@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy import ndimage
 
 from lightning_modules import aggregate
@@ -53,3 +54,33 @@ def test_leaderboard_is_mean_over_cases_of_structure_means():
     assert board.loc["OOD", "dice"] == pytest.approx(0.3)
     assert board.loc["ID", "cases"] == 2
     assert isinstance(aggregate.center_table(frame), pd.DataFrame)
+
+
+def test_center_with_two_modalities_is_named_per_modality():
+    rows = [{"uid": f"myops/c/{m}/{i}", "case_id": str(i), "task": "myops", "center": "c", "modality": m,
+             "role": "ID" if m == "LGE" else "OOD", "structure": "lv", "dice": d, "hd": 1.0, "hd95": 1.0}
+            for i, (m, d) in enumerate([("LGE", 0.9), ("C0", 0.5)])]
+    rows.append({**rows[0], "uid": "la/x/LGE/0", "task": "la", "center": "x", "structure": "la"})
+    table = aggregate.task_center_means(aggregate.rows_frame(rows)).set_index("name")
+    assert table.loc["c/LGE", "dice"] == 0.9 and table.loc["c/C0", "dice"] == 0.5
+    assert table.loc["x", "role"] == "ID"
+
+
+def test_largest_component_post_processing_keeps_one_region_for_listed_structures():
+    import numpy as np
+
+    from lightning_modules.module import CardiacSegmentationModule
+
+    class Fixed(CardiacSegmentationModule):
+        def probabilities(self, batch):
+            return batch["maps"]
+
+    maps = torch.zeros(2, 12, 12, 4)
+    maps[:, 1:6, 1:6, 1] = 0.9  # big region
+    maps[:, 9:11, 9:11, 2] = 0.9  # small stray region
+    module = Fixed(net=None, largest_component=["myo"])
+    masks = module.masks({"maps": maps, "structures": ["myo", "scar"]})
+    assert masks[0].sum() == 25 and masks[1].sum() == 29  # scar keeps both regions
+    assert not masks[0][9:11, 9:11].any()
+    with pytest.raises(ValueError, match="unknown structures"):
+        CardiacSegmentationModule(net=None, largest_component=["heart"])

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from datamodules.case import Case, DataSource
 from datamodules.readers.lascarqs import read_lascarqs
+from datamodules.readers.listing import read_listing
 from datamodules.readers.mmwhs import read_mmwhs
 from datamodules.readers.myops import read_myops
 
@@ -13,11 +14,23 @@ READERS: dict[str, Callable[[DataSource], list[Case]]] = {
     "lascarqs": read_lascarqs,
     "mmwhs": read_mmwhs,
     "myops": read_myops,
+    "manifest": read_listing,
 }
 
 
 def read_source(source: DataSource) -> list[Case]:
-    """Cases of one source; raises ``ValueError`` naming the source when it cannot be read."""
+    """Cases of one source (only ``source.cases`` when given); raises ``ValueError`` naming the
+    source when it cannot be read."""
     if source.layout not in READERS:
         raise ValueError(f"source {source.root!r}: unknown layout {source.layout!r}; known: {sorted(READERS)}")
-    return READERS[source.layout](source)
+    if source.layout != "manifest" and (source.file is not None or source.label_layout is not None):
+        raise ValueError(f"source {source.root!r}: 'file' and 'label_layout' apply to layout 'manifest' only")
+    cases = READERS[source.layout](source)
+    if source.cases is None:
+        return cases
+    by_id = {case.case_id: case for case in cases}
+    unknown = [case_id for case_id in source.cases if case_id not in by_id]
+    if unknown:
+        raise ValueError(f"source {source.root!r} ({source.task}/{source.center}/{source.split}): cases {unknown} "
+                         f"not found; it holds {sorted(by_id)[:8]}{'...' if len(by_id) > 8 else ''}")
+    return [by_id[case_id] for case_id in source.cases]

@@ -1,0 +1,46 @@
+"""Augmentation: in-plane only, labels kept binary, flips only where a task allows them."""
+
+import pytest
+import torch
+import torchio as tio
+
+from datamodules.augmentation import Augmentation
+
+
+def patch(slice_axis: int):
+    shape = [32, 32, 32]
+    shape[slice_axis] = 1
+    label = torch.zeros(1, *shape, dtype=torch.int32)
+    index = [slice(None)] * 4
+    index[1 + (0 if slice_axis != 0 else 1)] = slice(0, 8)  # structure on one side of the slice
+    label[tuple(index)] = 1
+    return tio.Subject(image=tio.ScalarImage(tensor=label.float() + 0.1 * torch.randn(1, *shape)),
+                       label=tio.LabelMap(tensor=label))
+
+
+@pytest.mark.parametrize("slice_axis", [0, 1, 2])
+def test_every_transform_keeps_the_patch_shape_and_binary_labels(slice_axis):
+    transform = Augmentation(probability=1.0).transform(slice_axis)
+    torch.manual_seed(0)
+    for _ in range(5):
+        out = transform(patch(slice_axis))
+        assert out["image"].shape == out["label"].shape == patch(slice_axis)["image"].shape
+        assert set(out["label"].data.unique().tolist()) <= {0, 1}
+
+
+def test_flips_only_when_asked_and_only_in_plane():
+    subject = patch(2)
+    side = subject["label"].data[0, :8].sum()
+    no_flip = Augmentation(probability=0.0, max_downsampling=1.0).transform(2)
+    flip = Augmentation(probability=0.0, max_downsampling=1.0, flip_tasks=["la"]).transform(2, flip=True)
+    torch.manual_seed(0)
+    assert all(no_flip(patch(2))["label"].data[0, :8].sum() == side for _ in range(10))
+    moved = [flip(patch(2))["label"].data[0, :8].sum() != side for _ in range(20)]
+    assert any(moved) and not all(moved)  # mirrored about half of the time
+
+
+def test_bad_augmentation_settings_raise():
+    with pytest.raises(ValueError, match="max_downsampling"):
+        Augmentation(max_downsampling=0.5)
+    with pytest.raises(ValueError, match="unknown task"):
+        Augmentation(flip_tasks=["brain"])
