@@ -153,8 +153,8 @@ def annotated(layout_key: str, structures: tuple[str, ...] | list[str]) -> list[
     return [key in known for key in structures]
 
 
-def all_prompts() -> list[str]:
-    """Every phrasing of every structure in every modality: the reference set of prompts
-    (the prompt encoder standardises text embeddings with its statistics)."""
-    return [f"{name} in {phrase}" for s in STRUCTURES.values() for name in s.names
+def labelled_prompts() -> list[tuple[str, str]]:
+    """``(structure key, prompt)`` for every phrasing of every structure in every modality: the
+    reference set whose statistics precondition the prompt encoder's text embeddings."""
+    return [(s.key, f"{name} in {phrase}") for s in STRUCTURES.values() for name in s.names
             for phrase in dict.fromkeys(MODALITY_PHRASES.values())]

@@ -42,6 +42,9 @@ class CardiacSegmentationModule(L.LightningModule):
             component (nnU-Net's post-processing; MONAI ``KeepLargestConnectedComponent``) for
             single-region structures (ventricles, myocardium, vessels); leave out scar and edema,
             which may be several regions.
+        contained_in: structure -> the structure that contains it (``{scar: myo}``): its mask is
+            cut to the container's final mask when both are prompted, as the label hierarchy
+            says (MyoPS scar lies inside the myocardium), which removes stray detections.
         leaderboard_path: after ``test``, also write the ID/OOD leaderboard here (the run
             folder always gets its own copy).
     """
@@ -55,6 +58,7 @@ class CardiacSegmentationModule(L.LightningModule):
         scheduler: LRSchedulerCallable | None = None,
         threshold: float = 0.5,
         largest_component: list[str] | None = None,
+        contained_in: dict[str, str] | None = None,
         leaderboard_path: str | None = None,
     ):
         super().__init__()
@@ -71,6 +75,10 @@ class CardiacSegmentationModule(L.LightningModule):
         if unknown:
             raise ValueError(f"largest_component names unknown structures {sorted(unknown)}; "
                              f"known: {sorted(vocabulary.STRUCTURES)}")
+        self.contained_in = dict(contained_in or {})
+        unknown = (set(self.contained_in) | set(self.contained_in.values())) - set(vocabulary.STRUCTURES)
+        if unknown:
+            raise ValueError(f"contained_in names unknown structures {sorted(unknown)}")
         self._keep_largest = KeepLargestConnectedComponent(applied_labels=[1], is_onehot=False)
         self.leaderboard_path = leaderboard_path
         self._rows: list[dict] = []
@@ -125,6 +133,11 @@ class CardiacSegmentationModule(L.LightningModule):
         for index, structure in enumerate(batch["structures"]):
             if structure in self.largest_component and predicted[index].any():
                 predicted[index] = self._keep_largest(predicted[index][None].to(torch.uint8))[0].bool()
+        structures = list(batch["structures"])
+        for index, structure in enumerate(structures):
+            container = self.contained_in.get(structure)
+            if container in structures:
+                predicted[index] &= predicted[structures.index(container)]
         return predicted.numpy()
 
     def score(self, batch: dict) -> list[dict]:

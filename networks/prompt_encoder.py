@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import os
 
 import torch
@@ -24,23 +26,32 @@ class TextPromptEncoder(nn.Module):
 
     Sentence embeddings of cardiac prompts are nearly parallel ("left ventricle blood pool in
     CT" vs "right ventricle ..." have cosine 0.98), which makes the projection slow to tell
-    them apart. With ``whiten``, embeddings are ZCA-whitened with the statistics of the
-    vocabulary's prompt set (ridge ``whitening_ridge`` x the largest eigenvalue keeps the
-    unused directions from blowing up), a preconditioning that lets every direction be learnt
-    at the same pace. The statistics are buffers, saved with checkpoints, so inference uses
-    the training ones.
+    them apart, so embeddings are preconditioned with statistics of the vocabulary's prompt set
+    (every phrasing of every structure in every modality):
+
+    - ``structure`` (default): whitened by the scatter *within* structures (the spread of
+      phrasings and modalities of one structure), as in Fisher's discriminant analysis. After
+      it, synonyms of a structure are close and different structures apart (held-out phrasings
+      land nearer their own structure), so the projection learns identities, not wordings.
+    - ``zca``: whitened by the total scatter. Measured on MiniLM it over-separates wordings:
+      "left atrium in CT" ends closer to "right atrium in CT" (cosine 0.63) than to "left atrial
+      blood pool in CT" (0.14), and the phantom whole-heart runs swung between 0.71 and 0.93 Dice.
+    - ``none``: raw embeddings.
+
+    A ridge of ``whitening_ridge`` x the largest eigenvalue keeps unused directions from blowing
+    up. The statistics are buffers, saved with checkpoints, so inference uses the training ones.
 
     Args:
         embed_dim: size of the projected prompt embedding fed to the mask decoder.
         text_dim: output size of the text model (384 for all-MiniLM-L6-v2).
         model_path: folder of a Hugging Face sentence encoder; ``None`` uses the packaged MiniLM.
         max_length: token limit per prompt.
-        whiten: ZCA-whiten text embeddings with the vocabulary's prompt statistics.
+        whitening: ``structure``, ``zca`` or ``none`` (see above).
         whitening_ridge: ridge added to the covariance, relative to its largest eigenvalue.
     """
 
     def __init__(self, embed_dim: int = 128, text_dim: int = 384, model_path: str | None = None, max_length: int = 32,
-                 whiten: bool = True, whitening_ridge: float = 0.01):
+                 whitening: Literal["structure", "zca", "none"] = "structure", whitening_ridge: float = 0.01):
         super().__init__()
         if embed_dim < 1 or text_dim < 1 or max_length < 1:
             raise ValueError(f"embed_dim, text_dim and max_length must be >= 1, got {embed_dim}, {text_dim}, {max_length}")
@@ -50,7 +61,9 @@ class TextPromptEncoder(nn.Module):
         self.max_length = max_length
         if whitening_ridge <= 0:
             raise ValueError(f"whitening_ridge must be positive, got {whitening_ridge}")
-        self.whiten = whiten
+        if whitening not in ("structure", "zca", "none"):
+            raise ValueError(f"whitening must be 'structure', 'zca' or 'none', got {whitening!r}")
+        self.whitening = whitening
         self.whitening_ridge = whitening_ridge
         self.register_buffer("text_mean", torch.zeros(text_dim))
         self.register_buffer("text_whitening", torch.eye(text_dim))
@@ -91,11 +104,20 @@ class TextPromptEncoder(nn.Module):
         return torch.stack([self._cache[t] for t in texts]) if texts else torch.zeros(0, self.text_dim)
 
     def _calibrate(self) -> None:
-        from datamodules.vocabulary import all_prompts
+        from datamodules.vocabulary import labelled_prompts
 
-        reference = self.text_embeddings(all_prompts()).double()
+        structures, texts = zip(*labelled_prompts())
+        reference = self.text_embeddings(list(texts)).double()
         mean = reference.mean(0)
-        eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov((reference - mean).T))
+        if self.whitening == "structure":
+            keys = sorted(set(structures))
+            index = torch.tensor([keys.index(k) for k in structures])
+            centroids = torch.stack([reference[index == k].mean(0) for k in range(len(keys))])
+            residual = reference - centroids[index]
+            scatter = residual.T @ residual / len(residual)
+        else:
+            scatter = torch.cov((reference - mean).T)
+        eigenvalues, eigenvectors = torch.linalg.eigh(scatter)
         scale = (eigenvalues.clamp(min=0) + self.whitening_ridge * eigenvalues.max()).rsqrt()
         self.text_mean.copy_(mean.float())
         self.text_whitening.copy_((eigenvectors * scale) @ eigenvectors.T)
@@ -113,7 +135,7 @@ class TextPromptEncoder(nn.Module):
         texts = [p for p in flat if p is not None]
         embedded = torch.zeros(len(flat), self.text_dim, device=device)
         text = self.text_embeddings(texts).to(device)
-        if self.whiten:
+        if self.whitening != "none":
             if not bool(self.calibrated):
                 self._calibrate()
             text = (text - self.text_mean) @ self.text_whitening

@@ -10,7 +10,7 @@ RUN_ID=${CARE_RUN_ID:-demo-$(date +%Y%m%d-%H%M%S)}
 start=$(date +%s)
 
 if [ ! -f "$CARE_PHANTOMS/phantoms.json" ]; then
-  "$BIN/care-cardiac" phantoms --out "$CARE_PHANTOMS" --seed 0 --eval-cases 4
+  "$BIN/care-cardiac" phantoms --out "$CARE_PHANTOMS" --seed 0 --eval-cases 4 --val-cases 2
 fi
 CARE_RUN_ID=$RUN_ID "$BIN/care-cardiac" fit --config experiments/phantoms.yaml
 CARE_RUN_ID=$RUN_ID-test "$BIN/care-cardiac" test --config experiments/phantoms.yaml \

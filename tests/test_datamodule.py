@@ -101,3 +101,20 @@ def test_3d_patches_pad_thin_stacks(datamodule):
         sample = dataset[index]
         assert sample["image"].shape == (1, 32, 32, 16)
         assert sample["target"].shape == (len(sample["prompts"]), 32, 32, 16)
+
+
+def test_ddp_ranks_draw_different_cases_that_together_make_the_epoch():
+    # the wrapper Lightning puts around a custom sampler under DDP
+    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+
+    weights = np.full(50, 1 / 50)
+    draws = {}
+    for rank in (0, 1):
+        wrapped = DistributedSamplerWrapper(WeightedCaseSampler(weights, 40, seed=3), num_replicas=2, rank=rank,
+                                            shuffle=False)
+        wrapped.set_epoch(0)
+        draws[rank] = list(wrapped)
+    assert len(draws[0]) == len(draws[1]) == 20
+    assert draws[0] != draws[1]
+    whole = list(WeightedCaseSampler(weights, 40, seed=3))
+    assert sorted(draws[0] + draws[1]) == sorted(whole)

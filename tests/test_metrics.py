@@ -84,3 +84,9 @@ def test_largest_component_post_processing_keeps_one_region_for_listed_structure
     assert not masks[0][9:11, 9:11].any()
     with pytest.raises(ValueError, match="unknown structures"):
         CardiacSegmentationModule(net=None, largest_component=["heart"])
+    # scar cut to the (post-processed) myocardium: its far region goes with the myocardium's
+    contained = Fixed(net=None, largest_component=["myo"], contained_in={"scar": "myo"})
+    masks = contained.masks({"maps": maps, "structures": ["myo", "scar"]})
+    assert masks[1].sum() == 25 and not masks[1][9:11, 9:11].any()
+    with pytest.raises(ValueError, match="unknown structures"):
+        CardiacSegmentationModule(net=None, contained_in={"scar": "wall"})

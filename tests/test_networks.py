@@ -70,3 +70,24 @@ def test_bad_arguments_raise(encoder):
                           encoder, PromptMaskDecoder(FEATURES, embed_dim=32, num_layers=1, num_heads=2))
     with pytest.raises(ValueError, match="feature channels"):
         bad(torch.randn(1, 1, 64, 64), embeddings)
+
+
+def test_structure_whitening_puts_every_synonym_nearest_its_own_structure():
+    from datamodules import vocabulary
+
+    encoder = TextPromptEncoder(whitening="structure")
+    encoder._calibrate()
+
+    def embedded(text):
+        z = (encoder.text_embeddings([text]) - encoder.text_mean) @ encoder.text_whitening
+        return torch.nn.functional.normalize(z, dim=-1)[0]
+
+    for modality, phrase in vocabulary.MODALITY_PHRASES.items():
+        canonical = {key: embedded(vocabulary.prompt(key, modality)) for key in vocabulary.STRUCTURES}
+        for key, structure in vocabulary.STRUCTURES.items():
+            for synonym in structure.names[1:]:
+                z = embedded(f"{synonym} in {phrase}")
+                nearest = max(canonical, key=lambda k: float(z @ canonical[k]))
+                assert nearest == key, f"{synonym!r} in {phrase} is nearest {nearest!r}"
+    with pytest.raises(ValueError, match="whitening"):
+        TextPromptEncoder(whitening="pca")

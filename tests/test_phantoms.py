@@ -75,3 +75,14 @@ def test_existing_output_is_never_touched(tmp_path):
     with pytest.raises(FileExistsError, match="already exists"):
         write_phantoms(out)
     assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_val_cases_count_apart_from_test_cases_and_keep_shared_cases_identical(phantom_root, tmp_path):
+    import json
+
+    out = write_phantoms(tmp_path / "p", seed=0, cases_per_center=1, eval_cases=1, val_cases=2)
+    splits = {c["name"]: c["splits"] for c in json.loads((out / "phantoms.json").read_text())["centers"]}
+    assert splits["myops_c1"] == {"train": 1, "val": 2, "test": 1} and splits["la_yale"] == {"val": 2, "test": 1}
+    name = "myops/myops_c1/val/myops_c1_val_000_gd.nii.gz"
+    assert len(list((out / "myops" / "myops_c1" / "val").glob("*_gd.nii.gz"))) == 2
+    assert np.array_equal(np.asanyarray(nib.load(out / name).dataobj), np.asanyarray(nib.load(phantom_root / name).dataobj))

@@ -38,11 +38,13 @@ def case_paths(profile: CenterProfile, folder: Path, case_id: str) -> tuple[Path
     return folder / f"{case_id}_LGE.nii.gz", folder / f"{case_id}_gd.nii.gz"
 
 
-def write_phantoms(out: str | os.PathLike, seed: int = 0, cases_per_center: int = 8, eval_cases: int = 2) -> Path:
+def write_phantoms(out: str | os.PathLike, seed: int = 0, cases_per_center: int = 8, eval_cases: int = 2,
+                   val_cases: int | None = None) -> Path:
     """Write ``<out>/<task>/<center>/<split>/...`` for every phantom center.
 
-    ID centers get ``cases_per_center`` training cases; every center gets ``eval_cases`` val and
-    test cases. The folder is built beside ``out`` and renamed into place, so a failed run leaves
+    ID centers get ``cases_per_center`` training cases; every center gets ``eval_cases`` test
+    cases and ``val_cases`` (default ``eval_cases``) validation cases. Every case has its own
+    random stream, so changing a count adds or drops cases without changing the others. The folder is built beside ``out`` and renamed into place, so a failed run leaves
     nothing half-written, and an existing ``out`` is never touched.
 
     Raises:
@@ -52,14 +54,17 @@ def write_phantoms(out: str | os.PathLike, seed: int = 0, cases_per_center: int 
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} already exists; phantoms are never written over existing files")
-    if cases_per_center < 1 or eval_cases < 1:
-        raise ValueError(f"cases_per_center and eval_cases must be >= 1, got {cases_per_center}, {eval_cases}")
+    val_cases = eval_cases if val_cases is None else val_cases
+    if cases_per_center < 1 or eval_cases < 1 or val_cases < 1:
+        raise ValueError(f"cases_per_center, eval_cases and val_cases must be >= 1, "
+                         f"got {cases_per_center}, {eval_cases}, {val_cases}")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        description = {"seed": seed, "cases_per_center": cases_per_center, "eval_cases": eval_cases, "centers": []}
+        description = {"seed": seed, "cases_per_center": cases_per_center, "eval_cases": eval_cases, "val_cases": val_cases,
+                       "centers": []}
         for profile in CENTERS:
-            splits = {"val": eval_cases, "test": eval_cases}
+            splits = {"val": val_cases, "test": eval_cases}
             if not profile.held_out:
                 splits = {"train": cases_per_center, **splits}
             for split, count in splits.items():
