@@ -2,10 +2,12 @@
 patches per second with and without augmentation, at the CPU config (2D 64x64) and at a
 GPU-sized 3D patch (96^3).
 
-    python benchmarks/loader_speed.py [--data DIR] [--batches N] [--workers W]
+    python benchmarks/loader_speed.py [--data DIR | --real SHARED_DATA] [--batches N] [--workers W]
 
-``--data`` is a phantom folder (default: a fresh one in a temp folder, seed 0). Prints one
-line per measurement; results are recorded in benchmarks/RESULTS.md.
+``--data`` is a phantom folder (default: a fresh one in a temp folder, seed 0); ``--real`` reads
+the real sample cases instead (``la_real`` and the LGE stacks of ``myops_real``, at 1.25 mm as in
+``experiments/real_samples.yaml``). Prints one line per measurement; results are recorded in
+benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -25,9 +27,13 @@ from datamodules.phantoms import write_phantoms
 from datamodules.preprocessing import Preprocessing
 
 SPACING = {"la": 1.5, "whs": 2.0, "myops": 1.5}
+REAL_SPACING = {"la": 1.25, "myops": 1.25}
 
 
 def sources(root: Path) -> list[DataSource]:
+    if (root / "myops_real").is_dir():
+        return [DataSource("lascarqs", str(root / "la_real"), "la", "la_real", "LGE", "train"),
+                DataSource("myops", str(root / "myops_real"), "myops", "myops_real", "LGE", "train")]
     description = json.loads((root / "phantoms.json").read_text())
     return [DataSource(layout=c["layout"], root=str(root / c["task"] / c["name"] / "train"), task=c["task"],
                        center=c["name"], modality=c["modality"], split="train")
@@ -35,7 +41,8 @@ def sources(root: Path) -> list[DataSource]:
 
 
 def datamodule(root: Path, patch: list[int], batch: int, augmentation, cache_dir, workers: int) -> CareDataModule:
-    return CareDataModule(sources(root), Preprocessing(target_spacing=SPACING), patch_size=patch, batch_size=batch,
+    spacing = REAL_SPACING if (root / "myops_real").is_dir() else SPACING
+    return CareDataModule(sources(root), Preprocessing(target_spacing=spacing), patch_size=patch, batch_size=batch,
                           samples_per_epoch=10**6, augmentation=augmentation, cache_dir=cache_dir,
                           num_workers=workers)
 
@@ -60,18 +67,19 @@ def patches_per_second(root: Path, patch: list[int], batch: int, augmentation, b
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=None, help="phantom folder (default: generate one)")
+    parser.add_argument("--real", type=Path, default=None, help="folder holding la_real/ and myops_real/")
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--workers", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     with tempfile.TemporaryDirectory() as scratch:
-        root = args.data or write_phantoms(Path(scratch) / "phantoms", seed=0)
+        root = args.real or args.data or write_phantoms(Path(scratch) / "phantoms", seed=0)
         cache = Path(scratch) / "cache"
         no_cache = timed_setup(root, None)
         cold = timed_setup(root, cache)
         warm = timed_setup(root, cache)
-        cases = len(sources(root))
-        print(f"setup (check + preprocess {cases} training sources): no cache {no_cache:.1f} s, "
+        cases = len(datamodule(root, [64, 64], 16, None, None, 0).check())
+        print(f"{root}: setup (check + preprocess {cases} training cases): no cache {no_cache:.1f} s, "
               f"cold cache {cold:.1f} s, warm cache {warm:.1f} s")
         for patch, batch in (([64, 64], 16), ([96, 96, 96], 2)):
             for name, augmentation in (("augmented", Augmentation()), ("plain", None)):
