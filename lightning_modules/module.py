@@ -22,6 +22,7 @@ from lightning_modules.distributed import gather_rows
 from lightning_modules.losses import PartialLabelLoss
 from lightning_modules.metrics import score_structure
 from lightning_modules.results_io import write_csv_atomic
+from networks.fixed_head import FixedHeadSegmenter
 from networks.segmenter import PromptSegmenter
 
 
@@ -29,7 +30,8 @@ class CardiacSegmentationModule(L.LightningModule):
     """Trains a prompt-conditioned segmenter across tasks and scores it per case, center and ID/OOD role.
 
     Args:
-        net: the segmenter (image + prompts -> one logit map per prompt).
+        net: the segmenter (image + prompts -> one logit map per prompt): the text-prompt model,
+            or the fixed-head baseline (one output channel per structure).
         loss: partial-label loss; only annotated prompts count.
         inferer: MONAI inferer for whole volumes. A ``SliceInferer`` runs a 2D model slice by
             slice across each case's slice axis (found from the spacing); a
@@ -51,7 +53,7 @@ class CardiacSegmentationModule(L.LightningModule):
 
     def __init__(
         self,
-        net: PromptSegmenter,
+        net: PromptSegmenter | FixedHeadSegmenter,
         loss: PartialLabelLoss | None = None,
         inferer: Inferer | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,

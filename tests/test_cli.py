@@ -134,3 +134,9 @@ def test_real_samples_experiment_checks_clean_and_trains(in_run_folder, sample_d
     assert "la_real" in out and "myops_real" in out and "C0" in out and "0.62" in out  # LA at 0.625 mm
     main(["fit", "--config", real, *SMALL, *CSV_ONLY, "--trainer.fast_dev_run", "1"])
     assert len(list((in_run_folder / "cache" / "volumes").glob("*.pt"))) == 16 + 4 + 20 + 5 + 5  # train + val
+
+
+@pytest.mark.slow
+def test_fixed_head_baseline_is_one_config_switch(in_run_folder):
+    fixed = str(REPO / "experiments" / "fixed_head.yaml")
+    main(["fit", "--config", CONFIG, "--config", fixed, *SMALL, "--trainer.fast_dev_run", "1"])

@@ -91,3 +91,23 @@ def test_structure_whitening_puts_every_synonym_nearest_its_own_structure():
                 assert nearest == key, f"{synonym!r} in {phrase} is nearest {nearest!r}"
     with pytest.raises(ValueError, match="whitening"):
         TextPromptEncoder(whitening="pca")
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 64, 64), (1, 1, 64, 64, 64)], ids=["2d", "3d"])
+def test_fixed_head_answers_each_prompt_with_its_structure_channel(shape):
+    from networks.fixed_head import FixedHeadSegmenter
+
+    backbone = SwinUNETR(in_channels=1, out_channels=3, feature_size=12, depths=(1, 1, 1, 1), spatial_dims=len(shape) - 2)
+    net = FixedHeadSegmenter(backbone, structures=["lv", "myo", "scar"])
+    prompts = [["myocardial infarct in LGE MRI", "left ventricle blood pool in CT", None]] * shape[0]
+    channels, padding = net.encode_prompts(prompts)
+    assert channels.tolist()[0] == [2, 0, 0] and padding[:, 2].all()
+    image = torch.randn(shape)
+    logits = net(image, channels, padding)
+    assert logits.shape == (shape[0], 3, *shape[2:])
+    full = backbone(image)
+    assert torch.equal(logits[:, 0], full[:, 2]) and torch.equal(logits[:, 1], full[:, 0])
+    with pytest.raises(ValueError, match="vocabulary prompts only"):
+        net.encode_prompts([["the heart's left chamber"]])
+    with pytest.raises(ValueError, match="distinct vocabulary keys"):
+        FixedHeadSegmenter(backbone, structures=["lv", "lv"])
