@@ -111,3 +111,23 @@ def test_fixed_head_answers_each_prompt_with_its_structure_channel(shape):
         net.encode_prompts([["the heart's left chamber"]])
     with pytest.raises(ValueError, match="distinct vocabulary keys"):
         FixedHeadSegmenter(backbone, structures=["lv", "lv"])
+
+
+@pytest.mark.parametrize("count", [1, 10])
+def test_one_and_ten_prompts_run_and_a_masked_prompt_gets_zero_gradient(encoder, count):
+    from datamodules import vocabulary
+    from lightning_modules.losses import PartialLabelLoss
+
+    net = make(encoder, 2)
+    texts = [vocabulary.prompt(k, m) for k in vocabulary.STRUCTURES for m in ("CT", "LGE")][:count]
+    embeddings, padding = net.encode_prompts([texts, texts])
+    logits = net(torch.randn(2, 1, 64, 64), embeddings, padding)
+    assert logits.shape == (2, count, 64, 64)
+    logits.retain_grad()
+    mask = torch.ones(2, count, dtype=torch.bool)
+    mask[1, -1] = False  # the last prompt of sample 1 is not annotated there
+    target = (torch.rand(2, count, 64, 64) > 0.8).float()
+    groups = [[f"t/{i}" for i in range(count)]] * 2
+    PartialLabelLoss()(logits, target, mask, groups).backward()
+    assert torch.all(logits.grad[1, -1] == 0)
+    assert logits.grad[0, -1].abs().sum() > 0
