@@ -39,6 +39,20 @@ def file_fingerprint(path: str | None) -> dict | None:
     return {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
+def _replace_atomically(path: Path, write: Callable) -> None:
+    """``write(stream)`` into a temporary file beside ``path``, then rename it into place, so an
+    interrupted run never leaves a half-written entry under a valid name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 def _checksum(arrays: dict[str, torch.Tensor]) -> str:
     digest = hashlib.sha256()
     for name in sorted(arrays):
@@ -109,15 +123,7 @@ class PreprocessingCache:
         }
         entry = {"identity": json.dumps(identity, sort_keys=True), "arrays": arrays, "checksum": _checksum(arrays),
                  "slice_axis": int(prepared.slice_axis), "original_shape": [int(n) for n in prepared.original_shape]}
-        self.root.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=self.root, prefix=f".{path.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                torch.save(entry, stream)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        _replace_atomically(path, lambda stream: torch.save(entry, stream))
 
     @staticmethod
     def _to_case(entry: dict, case: Case, role: str) -> PreprocessedCase:
@@ -161,9 +167,6 @@ class CheckCache:
                 log.warning("check cache entry %s is unusable (%s); checking again", path, err)
         report = check(case)
         if not report["problems"]:  # failing cases are re-checked every time, after the fix
-            self.root.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=self.root, suffix=".tmp")
-            with os.fdopen(handle, "w") as stream:
-                json.dump({"identity": identity, "report": report}, stream)
-            os.replace(temporary, path)
+            text = json.dumps({"identity": identity, "report": report}).encode()
+            _replace_atomically(path, lambda stream: stream.write(text))
         return report

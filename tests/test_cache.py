@@ -67,3 +67,29 @@ def test_corrupt_entry_is_detected_and_rebuilt(phantom_root, tmp_path, caplog):
     caplog.clear()
     PreprocessingCache(tmp_path, preprocessing_settings(prep)).load_or_build(case, "ID", build)
     assert len(calls) == 3 and "checksum" in caplog.text
+
+
+def test_check_cache_remembers_passing_files_until_they_change(tmp_path):
+    from datamodules.cache import CheckCache
+    from tests.test_checks import myops_case
+
+    case = myops_case(tmp_path)
+    calls = []
+
+    def check(c):
+        calls.append(c.uid)
+        return {"problems": [], "spacing": None, "shape": None, "codes": [], "volumes_ml": {}}
+
+    cache = CheckCache(tmp_path / "checks")
+    cache.load_or_check(case, check)
+    cache.load_or_check(case, check)
+    assert len(calls) == 1
+    stat = os.stat(case.label)
+    os.utime(case.label, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    cache.load_or_check(case, check)
+    assert len(calls) == 2
+    failing = lambda c: {**check(c), "problems": ["bad"]}  # noqa: E731
+    other = myops_case(tmp_path, "c2")
+    cache.load_or_check(other, failing)
+    cache.load_or_check(other, failing)
+    assert len(calls) == 4  # a failing report is never cached
