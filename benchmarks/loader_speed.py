@@ -23,6 +23,7 @@ import torch
 from datamodules.augmentation import Augmentation
 from datamodules.case import DataSource
 from datamodules.datamodule import CareDataModule
+from datamodules.manifest import Manifest
 from datamodules.phantoms import write_phantoms
 from datamodules.preprocessing import Preprocessing
 
@@ -78,7 +79,7 @@ def main() -> None:
         no_cache = timed_setup(root, None)
         cold = timed_setup(root, cache)
         warm = timed_setup(root, cache)
-        cases = len(datamodule(root, [64, 64], 16, None, None, 0).check())
+        cases = len(Manifest.from_sources(sources(root)).cases)
         print(f"{root}: setup (check + preprocess {cases} training cases): no cache {no_cache:.1f} s, "
               f"cold cache {cold:.1f} s, warm cache {warm:.1f} s")
         for patch, batch in (([64, 64], 16), ([96, 96, 96], 2)):

@@ -53,6 +53,11 @@ def _replace_atomically(path: Path, write: Callable) -> None:
         raise
 
 
+def _digest(identity: dict) -> str:
+    """Cache-entry name of an identity (files + settings)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+
+
 def _checksum(arrays: dict[str, torch.Tensor]) -> str:
     digest = hashlib.sha256()
     for name in sorted(arrays):
@@ -82,8 +87,7 @@ class PreprocessingCache:
     def key(self, case: Case) -> tuple[str, dict]:
         identity = {"format": CACHE_FORMAT, "settings": self.settings, "modality": case.modality,
                     "task": case.task, "image": file_fingerprint(case.image), "label": file_fingerprint(case.label)}
-        text = json.dumps(identity, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:32], identity
+        return _digest(identity), identity
 
     def path(self, case: Case) -> Path:
         return self.root / f"{self.key(case)[0]}.pt"
@@ -156,8 +160,7 @@ class CheckCache:
                         "image": file_fingerprint(case.image), "label": file_fingerprint(case.label)}
         except OSError:
             return check(case)  # a missing file: nothing to key on, and the check reports it
-        text = json.dumps(identity, sort_keys=True)
-        path = self.root / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.json"
+        path = self.root / f"{_digest(identity)}.json"
         if path.exists():
             try:
                 entry = json.loads(path.read_text())

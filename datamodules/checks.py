@@ -126,8 +126,7 @@ def check_case(case: Case) -> CaseReport:
         if unknown:
             report.problems.append(f"{case.label}: label codes {unknown} are not in the {case.layout} layout "
                                    f"(known: {sorted(layout.known_codes)})")
-    structures = [s for s, a in zip(vocabulary.TASKS[case.task].structures,
-                                    vocabulary.annotated(case.layout, vocabulary.TASKS[case.task].structures)) if a]
+    structures = vocabulary.annotated_structures(case.layout, case.task)
     masks = vocabulary.binary_masks(codes, case.layout, structures)
     voxel_ml = float(np.prod(report.spacing)) / 1000.0 if report.spacing else float("nan")
     report.volumes_ml = {s: float(m.sum()) * voxel_ml for s, m in zip(structures, masks)}

@@ -60,8 +60,7 @@ class PatchDataset(Dataset):
         indices (1..K; a structure nested in another, like scar in myocardium, overwrites it)."""
         if index not in self._subjects:
             case = self.cases[index]
-            structures = vocabulary.TASKS[case.case.task].structures
-            known = [s for s, a in zip(structures, vocabulary.annotated(case.case.layout, structures)) if a]
+            known = vocabulary.annotated_structures(case.case.layout, case.case.task)
             structure_map = np.zeros(case.label.shape, dtype=np.uint8)
             for k, mask in enumerate(vocabulary.binary_masks(case.label.numpy(), case.case.layout, known), start=1):
                 structure_map[mask] = k

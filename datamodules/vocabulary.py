@@ -153,6 +153,12 @@ def annotated(layout_key: str, structures: tuple[str, ...] | list[str]) -> list[
     return [key in known for key in structures]
 
 
+def annotated_structures(layout_key: str, task_key: str) -> list[str]:
+    """The structures of a task that a layout annotates, in the task's order."""
+    structures = TASKS[task_key].structures
+    return [key for key, known in zip(structures, annotated(layout_key, structures)) if known]
+
+
 def labelled_prompts() -> list[tuple[str, str]]:
     """``(structure key, prompt)`` for every phrasing of every structure in every modality: the
     reference set whose statistics precondition the prompt encoder's text embeddings."""
