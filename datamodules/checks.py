@@ -8,6 +8,7 @@ problem of every case, so a broken dataset is fixed in one round.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from itertools import product
 
@@ -45,13 +46,16 @@ class CaseReport:
     volumes_ml: dict[str, float] = field(default_factory=dict)
 
 
-def check_cases(cases: list[Case], cache=None) -> list[CaseReport]:
-    """Reports of all cases; ``cache`` (a ``CheckCache``) skips files that passed before unchanged."""
+def check_cases(cases: list[Case], cache=None, require_label: bool = True) -> list[CaseReport]:
+    """Reports of all cases; ``cache`` (a ``CheckCache``) skips files that passed before unchanged.
+    ``require_label=False`` checks images only (prediction: labels, if any, are not read)."""
+    if not require_label:
+        cases = [dataclasses.replace(case, label=None) for case in cases]
     if cache is None:
-        return [check_case(case) for case in cases]
+        return [check_case(case, require_label) for case in cases]
     reports = []
     for case in cases:
-        stored = cache.load_or_check(case, lambda c: _to_dict(check_case(c)))
+        stored = cache.load_or_check(case, lambda c: _to_dict(check_case(c, require_label)))
         reports.append(CaseReport(case=case, problems=list(stored["problems"]),
                                   spacing=None if stored["spacing"] is None else tuple(stored["spacing"]),
                                   shape=None if stored["shape"] is None else tuple(stored["shape"]),
@@ -69,6 +73,11 @@ def _corners(shape, affine) -> np.ndarray:
     return corners @ np.asarray(affine)[:3, :3].T + np.asarray(affine)[:3, 3]
 
 
+def corner_shift_mm(shape, affine, other_affine) -> float:
+    """Largest distance (mm) between where two affines put the corners of a grid of ``shape``."""
+    return float(np.linalg.norm(_corners(shape, affine) - _corners(shape, other_affine), axis=1).max())
+
+
 def _largest_code(layout: vocabulary.LayoutCodes) -> int:
     if layout.known_codes is None:
         return 1  # "any non-zero": a bool or uint8 file is fine
@@ -83,8 +92,9 @@ def _dtype_problem(dtype: np.dtype, layout_key: str) -> str | None:
     return None
 
 
-def check_case(case: Case) -> CaseReport:
-    """Read the case's image and label fully and report everything wrong with them."""
+def check_case(case: Case, require_label: bool = True) -> CaseReport:
+    """Read the case's image and label fully and report everything wrong with them
+    (``require_label=False``: an image without label is fine, as for prediction)."""
     report = CaseReport(case)
     image = _load(case.image, "image", report)
     if image is not None:
@@ -95,7 +105,8 @@ def check_case(case: Case) -> CaseReport:
             bad = int((~np.isfinite(data)).sum())
             report.problems.append(f"{case.image}: image has {bad} NaN/Inf voxels")
     if case.label is None:
-        report.problems.append(f"{case.image}: no label file for this image")
+        if require_label:
+            report.problems.append(f"{case.image}: no label file for this image")
         return report
     label = _load(case.label, "label", report)
     if label is None:
@@ -108,10 +119,10 @@ def check_case(case: Case) -> CaseReport:
             report.problems.append(f"{case.label}: label grid {tuple(label.shape[:3])} differs from image grid "
                                    f"{report.shape} ({case.image})")
         else:
-            shift = np.linalg.norm(_corners(report.shape, label.affine) - _corners(report.shape, image.affine), axis=1)
-            if shift.max() > AFFINE_TOLERANCE_MM:
+            shift = corner_shift_mm(report.shape, label.affine, image.affine)
+            if shift > AFFINE_TOLERANCE_MM:
                 report.problems.append(f"{case.label}: label affine differs from the image's ({case.image}) by up "
-                                       f"to {shift.max():.3g} mm at the volume corners")
+                                       f"to {shift:.3g} mm at the volume corners")
     codes = _data(label, case.label, "label", report)
     if codes is None:
         return report

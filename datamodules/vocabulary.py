@@ -10,7 +10,8 @@ Label-code choices (documented here because they are modelling decisions, not fi
   scar = 2221; edema = 1220 (only when a task asks for it). RV (600) is labelled but not a
   MyoPS target of CARE.
 - LAScarQS: any non-zero code is the left atrium cavity (releases use 1 or 255); 255 is written.
-The first code of a structure in a layout is the code written when exporting predictions.
+The first code of a structure in a layout is the code written when exporting predictions;
+a layout's ``overlays`` (MyoPS: edema, then scar) are painted over the other structures.
 """
 
 from __future__ import annotations
@@ -44,11 +45,15 @@ class LayoutCodes:
         known_codes: every code a label file of this layout may contain (0 included);
             ``None`` when any code is allowed (see ``nonzero_structure``).
         nonzero_structure: structure that is "any non-zero voxel" (LAScarQS), or ``None``.
+        overlays: structures that lie inside another one (their codes are part of it) and are
+            written over it when exporting, in this order (later wins): MyoPS scar over edema
+            over myocardium.
     """
 
     structures: dict[str, tuple[int, ...]]
     known_codes: frozenset[int] | None
     nonzero_structure: str | None = None
+    overlays: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -59,11 +64,14 @@ class Task:
         key: task key (``la``, ``whs``, ``myops``).
         structures: structure keys scored (and prompted) for this task, in table order.
         default_modality: modality assumed when a caller names none.
+        layout: the label layout of the task's own challenge release, whose codes predictions
+            are exported in.
     """
 
     key: str
     structures: tuple[str, ...]
     default_modality: str
+    layout: str
 
 
 STRUCTURES: dict[str, Structure] = {
@@ -91,14 +99,15 @@ LAYOUTS: dict[str, LayoutCodes] = {
         structures={"lv": (500,), "rv": (600,), "myo": (200, 1220, 2221), "scar": (2221,),
                     "edema": (1220,)},
         known_codes=frozenset({0, 200, 500, 600, 1220, 2221}),
+        overlays=("edema", "scar"),
     ),
     "lascarqs": LayoutCodes(structures={"la": (255,)}, known_codes=None, nonzero_structure="la"),
 }
 
 TASKS: dict[str, Task] = {
-    "la": Task("la", ("la",), "LGE"),
-    "whs": Task("whs", ("lv", "rv", "la", "ra", "myo", "aorta", "pa"), "CT"),
-    "myops": Task("myops", ("lv", "myo", "scar"), "LGE"),
+    "la": Task("la", ("la",), "LGE", layout="lascarqs"),
+    "whs": Task("whs", ("lv", "rv", "la", "ra", "myo", "aorta", "pa"), "CT", layout="mmwhs"),
+    "myops": Task("myops", ("lv", "myo", "scar"), "LGE", layout="myops"),
 }
 
 # How a modality is phrased inside a prompt ("left atrium in LGE MRI").

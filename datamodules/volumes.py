@@ -38,11 +38,17 @@ class VolumeDataset(Dataset):
             masks = vocabulary.binary_masks(codes, case.case.layout, known)
             reference = np.zeros((len(fields["structures"]), *codes.shape), dtype=bool)
             reference[np.asarray(fields["annotated"])] = masks
-        return {
-            "image": case.image, "reference": reference, **fields,
-            "uid": case.case.uid, "case_id": case.case.case_id, "task": case.case.task, "center": case.case.center,
-            "modality": case.case.modality, "layout": case.case.layout, "role": case.role,
-            "slice_axis": case.slice_axis, "affine": case.affine,
-            "original_shape": case.original_shape, "original_affine": case.original_affine,
-            "image_path": case.case.image,
-        }
+        return volume_item(case, fields, reference)
+
+
+def volume_item(case: PreprocessedCase, fields: dict, reference: np.ndarray | None) -> dict:
+    """What inference, scoring and export read of one whole volume (``fields``: structures,
+    prompts and annotation flags; ``reference``: masks on the file's grid, or ``None``)."""
+    return {
+        "image": case.image, "reference": reference, **fields,
+        "uid": case.case.uid, "case_id": case.case.case_id, "task": case.case.task, "center": case.case.center,
+        "modality": case.case.modality, "layout": case.case.layout, "role": case.role,
+        "slice_axis": case.slice_axis, "affine": case.affine,
+        "original_shape": case.original_shape, "original_affine": case.original_affine,
+        "image_path": case.case.image, "label_path": case.case.label,
+    }

@@ -23,6 +23,11 @@ class CareCLI(LightningCLI):
         parser.link_arguments("data.patch_size", "model.net.init_args.backbone.init_args.spatial_dims", compute_fn=len)
 
 
+def experiment_classes() -> tuple[type, type]:
+    """The LightningModule and LightningDataModule every subcommand parses experiments into."""
+    return CardiacSegmentationModule, CareDataModule
+
+
 def phantoms_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="care-cardiac phantoms",
                                      description="Write a phantom CARE-Cardiac dataset in the real layouts.")
@@ -70,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
         return phantoms_main(words[1:])
     if words[:1] == ["check"]:
         return check_main(words[1:])
+    if words[:1] == ["predict"]:
+        from lightning_modules.predict_cli import predict_main
+
+        return predict_main(words[1:])
+    if words[:1] == ["evaluate"]:
+        from lightning_modules.evaluate_cli import evaluate_main
+
+        return evaluate_main(words[1:])
     CareCLI(CardiacSegmentationModule, CareDataModule, parser_kwargs={"parser_mode": "omegaconf"}, args=argv)
     return 0
 

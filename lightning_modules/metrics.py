@@ -32,3 +32,11 @@ def score_structure(pred: np.ndarray, ref: np.ndarray, spacing) -> dict[str, flo
     hd = max(float(d.max()) for d in distances)
     hd95 = max(float(torch.quantile(d.double(), 0.95)) for d in distances)
     return {"dice": dice, "hd": hd, "hd95": hd95, **volumes}
+
+
+def score_case(predicted: np.ndarray, reference: np.ndarray, structures, annotated, spacing,
+               identity: dict) -> list[dict]:
+    """One row per annotated structure of a case: ``identity`` (ids, center, role...), the
+    structure key and its scores. ``test`` and ``care-cardiac evaluate`` both score through here."""
+    return [{**identity, "structure": structure, **score_structure(predicted[index], reference[index], spacing)}
+            for index, (structure, known) in enumerate(zip(structures, annotated)) if known]

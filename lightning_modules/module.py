@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 from pathlib import Path
 
 import lightning as L
@@ -16,11 +17,12 @@ from monai.transforms import KeepLargestConnectedComponent
 
 from datamodules import vocabulary
 from datamodules.geometry import spacing_of
+from datamodules.label_maps import compose_label_map
 from datamodules.preprocessing import to_original_grid
 from lightning_modules import aggregate
 from lightning_modules.distributed import gather_rows
 from lightning_modules.losses import PartialLabelLoss
-from lightning_modules.metrics import score_structure
+from lightning_modules.metrics import score_case
 from lightning_modules.results_io import write_csv_atomic
 from networks.fixed_head import FixedHeadSegmenter
 from networks.segmenter import PromptSegmenter
@@ -49,6 +51,13 @@ class CardiacSegmentationModule(L.LightningModule):
             says (MyoPS scar lies inside the myocardium), which removes stray detections.
         leaderboard_path: after ``test``, also write the ID/OOD leaderboard here (the run
             folder always gets its own copy).
+        tta_axes: test-time augmentation: spatial axes of the preprocessed (RAS) array to mirror,
+            averaging the probabilities of every combination of flips (nnU-Net's mirroring;
+            ``[0, 1, 2]`` = 8 passes). Only useful for a model trained with flips
+            (``data.augmentation.flip_tasks``): mirroring swaps left and right. ``None``: off.
+        deep_supervision: also train on the masks after every earlier decoder layer (prompt
+            model only), weighted as nnU-Net weights its deeper outputs: each layer back from
+            the last counts half as much, and the weights sum to 1.
     """
 
     def __init__(
@@ -62,6 +71,8 @@ class CardiacSegmentationModule(L.LightningModule):
         largest_component: list[str] | None = None,
         contained_in: dict[str, str] | None = None,
         leaderboard_path: str | None = None,
+        tta_axes: list[int] | None = None,
+        deep_supervision: bool = False,
     ):
         super().__init__()
         if not 0 < threshold < 1:
@@ -83,6 +94,12 @@ class CardiacSegmentationModule(L.LightningModule):
             raise ValueError(f"contained_in names unknown structures {sorted(unknown)}")
         self._keep_largest = KeepLargestConnectedComponent(applied_labels=[1], is_onehot=False)
         self.leaderboard_path = leaderboard_path
+        if deep_supervision and not isinstance(net, PromptSegmenter):
+            raise ValueError(f"deep_supervision needs the prompt model's decoder layers; {type(net).__name__} has none")
+        self.deep_supervision = deep_supervision
+        self.tta_axes = sorted(set(tta_axes or []))
+        if any(axis not in (0, 1, 2) for axis in self.tta_axes):
+            raise ValueError(f"tta_axes must be spatial axes 0, 1 or 2, got {tta_axes}")
         self._rows: list[dict] = []
 
     # ---- set-up -------------------------------------------------------------------------
@@ -104,10 +121,16 @@ class CardiacSegmentationModule(L.LightningModule):
     # ---- training -----------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         embeddings, padding = self.net.encode_prompts(batch["prompts"])
-        logits = self.net(batch["image"], embeddings, padding)
         # batch Dice pools per task and structure (see PartialLabelLoss)
         groups = [[f"{task}/{key}" for key in keys] for task, keys in zip(batch["task"], batch["structures"])]
-        loss = self.loss(logits, batch["target"], batch["prompt_mask"], groups)
+        if self.deep_supervision:
+            outputs = self.net(batch["image"], embeddings, padding, all_layers=True)
+            weights = torch.tensor([0.5 ** (len(outputs) - 1 - i) for i in range(len(outputs))])
+            weights = (weights / weights.sum()).tolist()
+            loss = sum(w * self.loss(o, batch["target"], batch["prompt_mask"], groups) for w, o in zip(weights, outputs))
+        else:
+            logits = self.net(batch["image"], embeddings, padding)
+            loss = self.loss(logits, batch["target"], batch["prompt_mask"], groups)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
         return loss
 
@@ -124,14 +147,27 @@ class CardiacSegmentationModule(L.LightningModule):
         return self.inferer(image, network)
 
     def probabilities(self, batch: dict) -> torch.Tensor:
-        """Per-prompt probabilities ``[P, *S]`` on the case's original file grid."""
-        logits = self.sliding_window(batch["image"], batch["prompts"], batch["slice_axis"])
-        probabilities = torch.sigmoid(logits[0].float())
-        return to_original_grid(probabilities, batch["affine"], batch["original_shape"], batch["original_affine"])
+        """Per-prompt probabilities ``[P, *S]`` on the case's original file grid (averaged over
+        the mirrored passes when ``tta_axes`` is set)."""
+        image, total, passes = batch["image"], None, 0
+        for count in range(len(self.tta_axes) + 1):
+            for axes in itertools.combinations(self.tta_axes, count):
+                dims = [2 + axis for axis in axes]
+                logits = self.sliding_window(image.flip(dims) if dims else image, batch["prompts"], batch["slice_axis"])
+                probabilities = torch.sigmoid(logits[0].float())
+                probabilities = probabilities.flip([d - 1 for d in dims]) if dims else probabilities
+                total = probabilities if total is None else total + probabilities
+                passes += 1
+        return to_original_grid(total / passes, batch["affine"], batch["original_shape"], batch["original_affine"])
 
-    def masks(self, batch: dict) -> np.ndarray:
-        """Binary masks ``[P, *S]`` on the original grid: thresholded, then post-processed."""
-        predicted = self.probabilities(batch) > self.threshold
+    def masks(self, batch: dict, probabilities: torch.Tensor | None = None) -> np.ndarray:
+        """Binary masks ``[P, *S]`` on the original grid: thresholded, post-processed, and, when
+        the prompts are the task's structures, passed through the exported label map (overlaps
+        to the most probable structure, overlays such as scar written last), so what ``test``
+        scores is exactly what ``predict`` writes."""
+        if probabilities is None:
+            probabilities = self.probabilities(batch)
+        predicted = probabilities > self.threshold
         for index, structure in enumerate(batch["structures"]):
             if structure in self.largest_component and predicted[index].any():
                 predicted[index] = self._keep_largest(predicted[index][None].to(torch.uint8))[0].bool()
@@ -140,22 +176,21 @@ class CardiacSegmentationModule(L.LightningModule):
             container = self.contained_in.get(structure)
             if container in structures:
                 predicted[index] &= predicted[structures.index(container)]
-        return predicted.numpy()
+        predicted = predicted.numpy()
+        layout = vocabulary.TASKS[batch["task"]].layout if batch.get("task") in vocabulary.TASKS else None
+        if layout is not None and all(s in vocabulary.LAYOUTS[layout].structures for s in structures):
+            label = compose_label_map(predicted, structures, layout, probabilities.numpy())
+            predicted = vocabulary.binary_masks(label, layout, structures)
+        return predicted
 
     def score(self, batch: dict) -> list[dict]:
-        """One row per annotated (case, structure): ids, role, Dice, HD, HD95, volumes."""
+        """One row per annotated (case, structure): ids, role, file paths, Dice, HD, HD95, volumes."""
         if batch["reference"] is None:
             raise ValueError(f"case {batch['uid']} ({batch['image_path']}) has no label to score against")
-        predicted = self.masks(batch)
-        spacing = spacing_of(batch["original_affine"])
-        rows = []
-        for index, (structure, annotated) in enumerate(zip(batch["structures"], batch["annotated"])):
-            if annotated:
-                rows.append({"uid": batch["uid"], "case_id": batch["case_id"], "task": batch["task"],
-                             "center": batch["center"], "modality": batch["modality"], "role": batch["role"],
-                             "structure": structure,
-                             **score_structure(predicted[index], batch["reference"][index], spacing)})
-        return rows
+        identity = {key: batch[key] for key in ("uid", "case_id", "task", "center", "modality", "role",
+                                                "image_path", "label_path")}
+        return score_case(self.masks(batch), batch["reference"], batch["structures"], batch["annotated"],
+                          spacing_of(batch["original_affine"]), identity)
 
     # ---- validation and test ---------------------------------------------------------------
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -205,9 +240,10 @@ class CardiacSegmentationModule(L.LightningModule):
         if frame.empty:
             return
         self._log_tables(frame, "test")
+        # log_dir is a collective under DDP (rank 0 broadcasts it): every rank must ask
+        run_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
         if not self.trainer.is_global_zero:
             return
-        run_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
         board = aggregate.leaderboard(frame)
         write_csv_atomic(frame, run_dir / "test_cases.csv")
         write_csv_atomic(aggregate.center_table(frame), run_dir / "test_centers.csv")
@@ -219,7 +255,9 @@ class CardiacSegmentationModule(L.LightningModule):
                            f"per-case rows: {run_dir / 'test_cases.csv'}")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        """Probability maps on the original grid, one per prompt, with the case's identity."""
+        """Probability maps and final masks on the original grid, one per prompt, with the case's identity."""
         probabilities = self.probabilities(batch)
-        return {"uid": batch["uid"], "structures": batch["structures"], "probabilities": probabilities,
+        return {"uid": batch["uid"], "case_id": batch["case_id"], "task": batch["task"],
+                "structures": batch["structures"], "prompts": batch["prompts"][0], "probabilities": probabilities,
+                "masks": self.masks(batch, probabilities), "image_path": batch["image_path"],
                 "affine": np.asarray(batch["original_affine"])}

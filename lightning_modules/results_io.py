@@ -9,16 +9,26 @@ from pathlib import Path
 import pandas as pd
 
 
-def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write ``frame`` to ``path`` through a temporary file in the same folder and a rename."""
+def _write_atomic(path: str | os.PathLike, write) -> Path:
+    """Call ``write(stream)`` on a temporary file in ``path``'s folder, then rename it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "w", newline="") as stream:
-            frame.to_csv(stream, index=False, float_format="%.6g")
+            write(stream)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write ``frame`` to ``path`` through a temporary file in the same folder and a rename."""
+    return _write_atomic(path, lambda stream: frame.to_csv(stream, index=False, float_format="%.6g"))
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    return _write_atomic(path, lambda stream: stream.write(text))

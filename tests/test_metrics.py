@@ -32,6 +32,42 @@ def test_matches_independent_scipy_computation(seed):
     assert scores["ref_ml"] == pytest.approx(ref.sum() * np.prod(spacing) / 1000)
 
 
+def _world_boundary(mask, affine):
+    """World coordinates (mm) of a mask's boundary voxels: the mask minus its 6-connected
+    erosion, with outside the image counting as background (so border voxels are boundary)."""
+    padded = np.pad(mask, 1)
+    boundary = (padded & ~ndimage.binary_erosion(padded))[1:-1, 1:-1, 1:-1]
+    index = np.argwhere(boundary)
+    return index @ affine[:3, :3].T + affine[:3, 3]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_matches_nearest_neighbours_in_world_coordinates_on_an_oblique_grid(seed):
+    """Independent of MONAI and of distance transforms: boundary voxels are placed in the world
+    through an oblique, anisotropic affine and matched with a k-d tree."""
+    from scipy.spatial import cKDTree
+    from scipy.spatial.transform import Rotation
+
+    from datamodules.geometry import spacing_of
+
+    rng = np.random.default_rng(seed)
+    spacing = rng.uniform(0.6, 1.2, 3) * np.array([1.0, 1.0, rng.uniform(5, 15)])  # a thick-slice stack
+    affine = np.eye(4)
+    affine[:3, :3] = Rotation.random(random_state=seed).as_matrix() @ np.diag(spacing)
+    affine[:3, 3] = rng.normal(0, 50, 3)
+    shape = (30, 26, 7)
+    pred = ndimage.binary_dilation(rng.random(shape) > 0.985, iterations=2)
+    ref = ndimage.binary_dilation(rng.random(shape) > 0.985, iterations=2)
+    pred[0, :4, :2] = True  # touches the image border: still boundary there
+    scores = score_structure(pred, ref, spacing_of(affine))
+    a, b = _world_boundary(pred, affine), _world_boundary(ref, affine)
+    d_ab, d_ba = cKDTree(b).query(a)[0], cKDTree(a).query(b)[0]
+    assert scores["hd"] == pytest.approx(max(d_ab.max(), d_ba.max()), abs=1e-4)
+    assert scores["hd95"] == pytest.approx(max(np.percentile(d_ab, 95), np.percentile(d_ba, 95)), abs=1e-4)
+    assert scores["dice"] == pytest.approx(2 * (pred & ref).sum() / (pred.sum() + ref.sum()), abs=1e-6)
+    assert scores["pred_ml"] == pytest.approx(pred.sum() * abs(np.linalg.det(affine[:3, :3])) / 1000)
+
+
 def test_empty_mask_rules():
     empty, full = np.zeros((4, 5, 6), bool), np.zeros((4, 5, 6), bool)
     full[1:3, 1:3, 1:3] = True
@@ -90,3 +126,27 @@ def test_largest_component_post_processing_keeps_one_region_for_listed_structure
     assert masks[1].sum() == 25 and not masks[1][9:11, 9:11].any()
     with pytest.raises(ValueError, match="unknown structures"):
         CardiacSegmentationModule(net=None, contained_in={"scar": "wall"})
+
+
+def test_mirroring_tta_averages_every_flip_combination_back_in_place():
+    from lightning_modules.module import CardiacSegmentationModule
+
+    calls = []
+
+    class Probe(CardiacSegmentationModule):
+        def sliding_window(self, image, prompts, slice_axis):
+            calls.append(image.clone())
+            return image[:, :1] * 10  # a position-dependent "model": un-flipped correctly, every pass agrees
+
+    image = torch.randn(1, 1, 5, 4, 3)
+    batch = {"image": image, "prompts": [["x"]], "slice_axis": 2, "affine": np.eye(4),
+             "original_shape": (5, 4, 3), "original_affine": np.eye(4)}
+    plain = Probe(torch.nn.Identity()).probabilities(batch)
+    calls.clear()
+    mirrored = Probe(torch.nn.Identity(), tta_axes=[0, 2]).probabilities(batch)
+    assert len(calls) == 4
+    assert {tuple(c.flatten()[:3].tolist()) for c in calls} == {tuple(image.flip(d).flatten()[:3].tolist())
+                                                               for d in ([], [2], [4], [2, 4])}
+    torch.testing.assert_close(mirrored, plain)
+    with pytest.raises(ValueError, match="tta_axes"):
+        Probe(torch.nn.Identity(), tta_axes=[3])

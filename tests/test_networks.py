@@ -14,16 +14,24 @@ def encoder():
     return TextPromptEncoder(embed_dim=32)
 
 
-def make(encoder, spatial_dims: int, backbone=None) -> PromptSegmenter:
+# SwinUNETR (feature_size 12) stages at 1/32, 1/16 and 1/8 of the input, and their channels
+SWIN_LAYERS, SWIN_CHANNELS = ["encoder10", "decoder5", "decoder4"], [192, 96, 48]
+
+
+def make(encoder, spatial_dims: int, backbone=None, multiscale: bool = False) -> PromptSegmenter:
     backbone = backbone or SwinUNETR(in_channels=1, out_channels=FEATURES, feature_size=12, depths=(1, 1, 1, 1),
                                      spatial_dims=spatial_dims)
+    if multiscale:
+        decoder = PromptMaskDecoder(FEATURES, embed_dim=32, num_layers=3, num_heads=2, memory_channels=SWIN_CHANNELS)
+        return PromptSegmenter(backbone, encoder, decoder, feature_layers=SWIN_LAYERS)
     return PromptSegmenter(backbone, encoder, PromptMaskDecoder(FEATURES, embed_dim=32, num_layers=1, num_heads=2))
 
 
 # SwinUNETR downsamples 32x: 64 is the smallest input whose bottleneck instance norm has >1 voxel
+@pytest.mark.parametrize("multiscale", [False, True], ids=["pooled", "multiscale"])
 @pytest.mark.parametrize("shape", [(2, 1, 64, 64), (1, 1, 64, 64, 64)], ids=["2d", "3d"])
-def test_one_logit_map_per_prompt(encoder, shape):
-    net = make(encoder, len(shape) - 2)
+def test_one_logit_map_per_prompt(encoder, shape, multiscale):
+    net = make(encoder, len(shape) - 2, multiscale=multiscale)
     prompts = [["left atrium in LGE MRI", "myocardial scar in LGE MRI", None]] * shape[0]
     embeddings, padding = net.encode_prompts(prompts)
     assert embeddings.shape == (shape[0], 3, 32) and padding[:, 2].all()
@@ -31,8 +39,9 @@ def test_one_logit_map_per_prompt(encoder, shape):
     assert logits.shape == (shape[0], 3, *shape[2:])
 
 
-def test_prompts_permute_with_outputs_and_unseen_prompt_runs(encoder):
-    net = make(encoder, 2).eval()
+@pytest.mark.parametrize("multiscale", [False, True], ids=["pooled", "multiscale"])
+def test_prompts_permute_with_outputs_and_unseen_prompt_runs(encoder, multiscale):
+    net = make(encoder, 2, multiscale=multiscale).eval()
     image = torch.randn(1, 1, 64, 64)
     prompts = ["left atrium in LGE MRI", "pulmonary artery in CT", "the heart muscle wall, please"]
     e, _ = net.encode_prompts([prompts])
@@ -70,6 +79,65 @@ def test_bad_arguments_raise(encoder):
                           encoder, PromptMaskDecoder(FEATURES, embed_dim=32, num_layers=1, num_heads=2))
     with pytest.raises(ValueError, match="feature channels"):
         bad(torch.randn(1, 1, 64, 64), embeddings)
+    swin = SwinUNETR(in_channels=1, out_channels=FEATURES, feature_size=12, depths=(1, 1, 1, 1), spatial_dims=2)
+    multiscale = PromptMaskDecoder(FEATURES, embed_dim=32, num_layers=3, num_heads=2, memory_channels=SWIN_CHANNELS)
+    with pytest.raises(ValueError, match="not submodules of SwinUNETR"):
+        PromptSegmenter(swin, encoder, multiscale, feature_layers=["encoder10", "decoder5", "decoder9"])
+    with pytest.raises(ValueError, match="one to one"):
+        PromptSegmenter(swin, encoder, multiscale, feature_layers=["encoder10"])
+    with pytest.raises(ValueError, match="one to one"):
+        PromptSegmenter(swin, encoder, PromptMaskDecoder(FEATURES, embed_dim=32, num_heads=2), feature_layers=["encoder10"])
+    wrong = PromptMaskDecoder(FEATURES, embed_dim=32, num_layers=3, num_heads=2, memory_channels=[192, 96, 24])
+    with pytest.raises(ValueError, match=r"have \[192, 96, 48\] channels"):
+        PromptSegmenter(swin, encoder, wrong, feature_layers=SWIN_LAYERS)(torch.randn(1, 1, 64, 64), embeddings)
+    with pytest.raises(ValueError, match="memory_channels"):
+        PromptMaskDecoder(FEATURES, memory_channels=[])
+    with pytest.raises(ValueError, match="did not return one feature tensor"):
+        PromptSegmenter(swin, encoder, PromptMaskDecoder(FEATURES, embed_dim=32, num_heads=2, memory_channels=[12]),
+                        feature_layers=["swinViT"])(torch.randn(1, 1, 64, 64), embeddings)
+
+
+def test_multiscale_hooks_read_the_named_stages_and_leave_no_hook_behind(encoder):
+    net = make(encoder, 2, multiscale=True)
+    image = torch.randn(1, 1, 64, 64)
+    features, memory = net._backbone(image)
+    assert [tuple(m.shape) for m in memory] == [(1, 192, 2, 2), (1, 96, 4, 4), (1, 48, 8, 8)]
+    assert not any(m._forward_hooks for m in net.backbone.modules())
+    # the decoder reads the stages: changing the bottleneck tokens changes the logits
+    embeddings, _ = net.encode_prompts([["left atrium in LGE MRI"]])
+    with torch.no_grad():
+        base = net.decoder(features, embeddings, memory=memory)
+        moved = net.decoder(features, embeddings, memory=[memory[0] + 1.0, *memory[1:]])
+    assert not torch.allclose(base, moved)
+
+
+def test_deep_supervision_returns_every_layer_and_trains_through_them(encoder):
+    from lightning_modules.module import CardiacSegmentationModule
+    from networks.fixed_head import FixedHeadSegmenter
+
+    net = make(encoder, 2, multiscale=True)
+    embeddings, padding = net.encode_prompts([["left atrium in LGE MRI", "aorta in CT"]])
+    image = torch.randn(1, 1, 64, 64)
+    outputs = net(image, embeddings, padding, all_layers=True)
+    assert len(outputs) == 3 and all(o.shape == (1, 2, 64, 64) for o in outputs)
+    with torch.no_grad():
+        torch.testing.assert_close(outputs[-1], net(image, embeddings, padding))
+    module = CardiacSegmentationModule(net, deep_supervision=True)
+    batch = {"image": image, "prompts": [["left atrium in LGE MRI", "aorta in CT"]], "task": ["whs"],
+             "structures": [["la", "aorta"]], "target": (torch.rand(1, 2, 64, 64) > 0.7).float(),
+             "prompt_mask": torch.tensor([[True, True]])}
+    module.log = lambda *args, **kwargs: None  # no trainer attached
+    loss = module.training_step(batch, 0)
+    groups = [["whs/la", "whs/aorta"]]
+    per_layer = [module.loss(o, batch["target"], batch["prompt_mask"], groups) for o in outputs]
+    # nnU-Net's halving weights, normalised: 1/7, 2/7, 4/7 for three layers
+    torch.testing.assert_close(loss, (per_layer[0] + 2 * per_layer[1] + 4 * per_layer[2]) / 7)
+    assert not torch.isclose(loss, per_layer[2])
+    loss.backward()
+    assert net.decoder.layers[0].multihead_attn.in_proj_weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="deep_supervision"):
+        backbone = SwinUNETR(in_channels=1, out_channels=9, feature_size=12, depths=(1, 1, 1, 1), spatial_dims=2)
+        CardiacSegmentationModule(FixedHeadSegmenter(backbone), deep_supervision=True)
 
 
 def test_structure_whitening_puts_every_synonym_nearest_its_own_structure():

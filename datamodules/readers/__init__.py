@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from datamodules.case import Case, DataSource
+from datamodules.readers import lascarqs, mmwhs, myops
 from datamodules.readers.lascarqs import read_lascarqs
 from datamodules.readers.listing import read_listing
 from datamodules.readers.mmwhs import read_mmwhs
@@ -15,6 +16,14 @@ READERS: dict[str, Callable[[DataSource], list[Case]]] = {
     "mmwhs": read_mmwhs,
     "myops": read_myops,
     "manifest": read_listing,
+}
+
+# Where each layout keeps a case's label file, relative to the release folder: exported
+# predictions use the same names, so ``evaluate`` can pair them with a release's references.
+LABEL_FILES: dict[str, Callable[[str], str]] = {
+    "lascarqs": lambda case_id: f"{case_id}/{lascarqs.LABEL_NAME}",
+    "mmwhs": lambda case_id: f"{case_id}{mmwhs.LABEL_SUFFIX}",
+    "myops": lambda case_id: f"{case_id}{myops.LABEL_SUFFIX}",
 }
 
 

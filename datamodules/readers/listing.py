@@ -12,12 +12,11 @@ from pathlib import Path
 
 import yaml
 
+from datamodules import vocabulary
 from datamodules.case import Case, DataSource
 from datamodules.readers.pairs import existing_root
 
 DEFAULT_FILES = ("manifest.csv", "manifest.yaml", "manifest.yml")
-# the label codes a task's own challenge release uses
-TASK_LABEL_LAYOUTS = {"la": "lascarqs", "whs": "mmwhs", "myops": "myops"}
 COLUMNS = ("case_id", "image")
 
 
@@ -52,7 +51,8 @@ def _rows(path: Path) -> list[dict]:
 
 def read_listing(source: DataSource) -> list[Case]:
     path = _list_file(source)
-    label_layout = source.label_layout or TASK_LABEL_LAYOUTS.get(source.task)
+    known_task = vocabulary.TASKS.get(source.task)
+    label_layout = source.label_layout or (known_task.layout if known_task else None)
     if label_layout is None:
         raise ValueError(f"case list {str(path)!r}: no label_layout given and task {source.task!r} has no default")
     rows = _rows(path)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datamodules.case import Case, DataSource
 from datamodules.readers.pairs import paired_cases
 
+IMAGE_SUFFIX, LABEL_SUFFIX = "_image.nii.gz", "_label.nii.gz"
+
 
 def read_mmwhs(source: DataSource) -> list[Case]:
-    return paired_cases(source, "_image.nii.gz", "_label.nii.gz")
+    return paired_cases(source, IMAGE_SUFFIX, LABEL_SUFFIX)

@@ -8,7 +8,9 @@ from __future__ import annotations
 from datamodules.case import Case, DataSource
 from datamodules.readers.pairs import paired_cases
 
+LABEL_SUFFIX = "_gd.nii.gz"
+
 
 def read_myops(source: DataSource) -> list[Case]:
     sequence = source.sequence or source.modality
-    return paired_cases(source, f"_{sequence}.nii.gz", "_gd.nii.gz")
+    return paired_cases(source, f"_{sequence}.nii.gz", LABEL_SUFFIX)

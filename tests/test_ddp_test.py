@@ -1,0 +1,30 @@
+"""Under DDP every test case is scored once: 2 CPU processes (gloo) give 1 process's table."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import lightning as L
+import pandas as pd
+import pytest
+from lightning.pytorch.strategies import DDPStrategy
+
+from lightning_modules.cli import CareCLI, experiment_classes
+from tests.test_cli import CONFIG, SMALL, in_run_folder  # noqa: F401 (fixture)
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_same_case_table_as_one(in_run_folder):  # noqa: F811
+    cli = CareCLI(*experiment_classes(), parser_kwargs={"parser_mode": "omegaconf"},
+                  args=["--config", CONFIG, *SMALL, "--trainer.logger", "false"], run=False, save_config_callback=None)
+    options = {"accelerator": "cpu", "logger": False, "enable_progress_bar": False, "enable_model_summary": False}
+    L.Trainer(devices=1, default_root_dir="one", **options).test(cli.model, datamodule=cli.datamodule)
+    # spawn, not the default subprocess launcher, which would re-run pytest in the children
+    strategy = DDPStrategy(start_method="spawn", process_group_backend="gloo", timeout=timedelta(seconds=300))
+    L.Trainer(devices=2, strategy=strategy, default_root_dir="two", **options).test(cli.model, datamodule=cli.datamodule)
+    one = pd.read_csv(in_run_folder / "one" / "test_cases.csv")
+    two = pd.read_csv(in_run_folder / "two" / "test_cases.csv")
+    assert one.uid.nunique() == 10 and not one.duplicated(["uid", "structure"]).any()
+    pd.testing.assert_frame_equal(one, two)
+    pd.testing.assert_frame_equal(pd.read_csv(in_run_folder / "one" / "leaderboard.csv"),
+                                  pd.read_csv(in_run_folder / "two" / "leaderboard.csv"))

@@ -1,0 +1,146 @@
+"""``care-cardiac predict`` and ``evaluate`` end to end on tiny phantoms: files on the input
+grids in the task codes, refusals before any work, and evaluate == test on the same weights."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from datamodules import vocabulary
+from lightning_modules.cli import CareCLI, experiment_classes, main
+from tests.test_cli import CONFIG, CSV_ONLY, SMALL, in_run_folder  # noqa: F401 (fixture)
+
+
+@pytest.fixture
+def checkpoint(in_run_folder):  # noqa: F811
+    """The weights a fresh run of the small experiment starts from (seed 0), saved as fit would."""
+    cli = CareCLI(*experiment_classes(), parser_kwargs={"parser_mode": "omegaconf"},
+                  args=["--config", CONFIG, *SMALL, *CSV_ONLY], run=False, save_config_callback=None)
+    path = in_run_folder / "start.ckpt"
+    torch.save({"state_dict": cli.model.state_dict()}, path)
+    return path
+
+
+def _predict(*words):
+    return main(["predict", "--config", CONFIG, *SMALL, *words])
+
+
+@pytest.mark.slow
+def test_predicted_files_match_their_images_evaluate_equals_test_and_the_notebook_runs(
+        in_run_folder, checkpoint, phantom_root, monkeypatch):
+    center = phantom_root / "myops" / "myops_c1" / "test"
+    assert _predict("--ckpt_path", str(checkpoint), "--split", "test", "--center", "myops_c1", "whs_ct_a",
+                    "--output", "pred", "--probabilities") == 0
+    index = json.loads((in_run_folder / "pred" / "prediction.json").read_text())
+    assert index["codes"]["myops"] == {"lv": 500, "myo": 200, "scar": 2221}
+    for image in sorted(center.rglob("*_LGE.nii.gz")):
+        out = in_run_folder / "pred" / "myops" / "myops_c1" / image.name.replace("_LGE", "_gd")
+        written, source = nib.load(out), nib.load(image)
+        assert written.shape == source.shape and np.array_equal(written.affine, source.affine)
+        assert set(np.unique(np.asanyarray(written.dataobj))) <= {0, 200, 500, 2221}
+        probabilities = nib.load(str(out).replace(".nii.gz", "_probabilities.nii.gz"))
+        assert probabilities.shape == (*source.shape, 3)
+    assert list((in_run_folder / "pred" / "whs" / "whs_ct_a").glob("*_label.nii.gz"))
+
+    # `test` on the same weights scores exactly what `evaluate` scores from the written files
+    main(["test", "--config", CONFIG, *SMALL, *CSV_ONLY])
+    tested = pd.read_csv(next((in_run_folder / "results").rglob("test_cases.csv")))
+    for task, name in (("myops", "myops_c1"), ("whs", "whs_ct_a")):
+        assert main(["evaluate", "--task", task, "--pred", f"pred/{task}/{name}", "--out", f"{name}.csv",
+                     "--ref", str(phantom_root / task / name / "test"), "--center", name]) == 0
+        scored = pd.read_csv(in_run_folder / f"{name}.csv")
+        expected = tested[tested.center == name]
+        merged = expected.merge(scored, on=["case_id", "structure"], suffixes=("_test", "_evaluate"))
+        assert len(merged) == len(expected) == len(scored) > 0
+        for metric in ("dice", "hd", "hd95"):
+            np.testing.assert_allclose(merged[f"{metric}_test"], merged[f"{metric}_evaluate"], atol=1e-5)
+        assert (in_run_folder / f"{name}_leaderboard.csv").exists()
+
+    # the OOD notebook runs on these results, top to bottom, and draws the worst cases' overlays
+    import nbformat
+    from nbclient import NotebookClient
+
+    from tests.conftest import REPO
+
+    notebook = nbformat.read(REPO / "notebooks" / "ood_analysis.ipynb", as_version=4)
+    monkeypatch.setenv("CARE_RESULTS", str(in_run_folder))
+    monkeypatch.setenv("CARE_PREDICTIONS", str(in_run_folder / "pred"))
+    monkeypatch.setenv("CARE_WORST", "3")
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    assert "plots show 'version_0': 10 cases" in text and "dice ID" in text
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2 + 3  # two plots, three overlays
+
+
+@pytest.mark.slow
+def test_free_text_prompts_on_one_image(in_run_folder, checkpoint, phantom_root):
+    image = next((phantom_root / "whs" / "whs_ct_a" / "test").rglob("*_image.nii.gz"))
+    assert _predict("--ckpt_path", str(checkpoint), "--input", str(image), "--output", "free",
+                    "--prompts", "the aorta", "left ventricle blood pool in CT", "--task", "whs") == 0
+    out = in_run_folder / "free" / image.name.replace("_image.nii.gz", "_prompts.nii.gz")
+    assert set(np.unique(np.asanyarray(nib.load(out).dataobj))) <= {0, 1, 2}
+    assert json.loads((in_run_folder / "free" / "prediction.json").read_text())["codes"] == {
+        "1": "the aorta", "2": "left ventricle blood pool in CT"}
+
+
+@pytest.mark.slow
+def test_predict_refuses_bad_requests_before_any_work(in_run_folder, checkpoint, phantom_root, capsys):
+    folder = phantom_root / "la" / "la_utah" / "test"
+    refusals = [
+        (["--ckpt_path", "missing.ckpt", "--input", str(folder), "--task", "la", "--output", "o"], "is not a file"),
+        (["--ckpt_path", str(checkpoint), "--input", str(folder), "--task", "la", "--output", str(folder / "p")],
+         "inside) an input folder"),
+        (["--ckpt_path", str(checkpoint), "--input", str(folder), "--prompts", "heart", "--output", "o"],
+         "need --modality"),
+        (["--ckpt_path", str(checkpoint), "--input", str(folder), "--task", "la", "--structures", "scar",
+          "--output", "o"], "none for ['scar']"),
+        (["--ckpt_path", str(checkpoint), "--split", "test", "--center", "nowhere", "--task", "la", "--output", "o"],
+         "no test source"),
+    ]
+    for words, message in refusals:
+        with pytest.raises(SystemExit) as stop:
+            _predict(*words)
+        assert stop.value.code == 2 and message in capsys.readouterr().err, message
+    assert not (in_run_folder / "o").exists()
+    # an output that exists is kept unless asked
+    assert _predict("--ckpt_path", str(checkpoint), "--input", str(folder), "--task", "la", "--output", "o",
+                    "--layout", "lascarqs") == 0
+    written = next((in_run_folder / "o").rglob("atriumSegImgMO.nii.gz"))
+    before = written.stat().st_mtime_ns
+    with pytest.raises(SystemExit):
+        _predict("--ckpt_path", str(checkpoint), "--input", str(folder), "--task", "la", "--output", "o",
+                 "--layout", "lascarqs")
+    assert "exist" in capsys.readouterr().err and written.stat().st_mtime_ns == before
+
+
+def test_evaluate_refuses_unpaired_and_misaligned_files(tmp_path, capsys):
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    label = np.zeros((6, 6, 4), np.int16)
+    label[1:4, 1:4, 1:3] = 500
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "pred").mkdir()
+    for name in ("a_gd.nii.gz", "b_gd.nii.gz"):
+        nib.save(nib.Nifti1Image(label, affine), tmp_path / "ref" / name)
+    nib.save(nib.Nifti1Image(label, affine), tmp_path / "pred" / "a_gd.nii.gz")
+    args = ["evaluate", "--task", "myops", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
+            "--out", str(tmp_path / "scores.csv")]
+    with pytest.raises(SystemExit):
+        main(args)
+    assert "1 reference label(s) have no prediction" in capsys.readouterr().err
+    nib.save(nib.Nifti1Image(label, np.diag([1.0, 1.0, 2.5, 1.0])), tmp_path / "pred" / "b_gd.nii.gz")
+    with pytest.raises(SystemExit):
+        main(args)
+    assert "b_gd.nii.gz: affine differs" in capsys.readouterr().err
+    nib.save(nib.Nifti1Image(label, affine), tmp_path / "pred" / "b_gd.nii.gz")
+    assert main(args) == 0
+    rows = pd.read_csv(tmp_path / "scores.csv")
+    assert len(rows) == 2 * len(vocabulary.TASKS["myops"].structures)
+    assert rows[rows.structure == "lv"].dice.tolist() == [1.0, 1.0]  # perfect LV; myo and scar both empty: 1
+    assert (rows.hd == 0).all()
