@@ -20,11 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from child_process import run_child  # benchmarks/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 VOLUMES = {
@@ -58,14 +58,11 @@ def write_volume(name: str, folder: Path) -> Path:
 
 
 def measure(config: dict) -> dict:
-    import dataclasses
-
     import torch
 
     from datamodules import vocabulary
     from datamodules.case import Case
     from datamodules.collate import collate_volume
-    from datamodules.geometry import slice_axis
     from datamodules.prediction import PredictionDataset
     from lightning_modules.cli import CareCLI, experiment_classes
     from lightning_modules.prediction_writer import LabelMapWriter
@@ -113,8 +110,8 @@ def measure(config: dict) -> dict:
 
         model.sliding_window = timed_window
         probabilities = model.probabilities(batch)
-        masks = model.masks(batch, probabilities)
-        prediction = {"uid": batch["uid"], "task": task, "structures": structures, "masks": masks,
+        label, masks = model.label_and_masks(batch, probabilities)
+        prediction = {"uid": batch["uid"], "task": task, "structures": structures, "masks": masks, "label": label,
                       "probabilities": probabilities, "image_path": batch["image_path"]}
         writer.write_on_batch_end(None, model, prediction, None, batch, 0)
         total = time.perf_counter() - start
@@ -127,11 +124,8 @@ def measure(config: dict) -> dict:
 
 
 def run(config: dict) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)], capture_output=True, text=True,
-                         cwd=REPO)
-    if out.returncode:
-        raise RuntimeError(f"benchmark {config} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """``measure(config)`` in a fresh process (own peak memory)."""
+    return run_child(__file__, config, cwd=REPO)
 
 
 def main() -> None:

@@ -17,9 +17,9 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
-import sys
 import time
+
+from child_process import run_child  # benchmarks/ is on sys.path when run as a script
 
 STRUCTURES = ["lv", "rv", "la", "ra", "myo", "aorta", "pa", "scar"]
 
@@ -37,7 +37,11 @@ def build(kind: str, spatial_dims: int, prompts: int):
         net = SwinUNETR(in_channels=1, out_channels=prompts, feature_size=12, spatial_dims=spatial_dims)
         return net, lambda image: net(image)
     backbone = SwinUNETR(in_channels=1, out_channels=32, feature_size=12, spatial_dims=spatial_dims)
-    net = PromptSegmenter(backbone, TextPromptEncoder(embed_dim=128), PromptMaskDecoder(32, 128, 2, 4))
+    if kind == "multiscale":  # experiments/multiscale_decoder.yaml: queries read the 1/32, 1/16 and output features
+        decoder = PromptMaskDecoder(32, 128, 3, 4, memory_channels=[192, 96, 32])
+        net = PromptSegmenter(backbone, TextPromptEncoder(embed_dim=128), decoder, ["encoder10", "decoder5", "out"])
+    else:
+        net = PromptSegmenter(backbone, TextPromptEncoder(embed_dim=128), PromptMaskDecoder(32, 128, 2, 4))
     texts = [vocabulary.prompt(s, "CT") for s in STRUCTURES[:prompts]]
 
     def forward(image):
@@ -86,10 +90,7 @@ def measure(config: dict) -> dict:
 
 def run(config: dict) -> dict:
     """``measure(config)`` in a fresh process (own peak memory)."""
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)], capture_output=True, text=True)
-    if out.returncode:
-        raise RuntimeError(f"benchmark {config} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(__file__, config)
 
 
 def main() -> None:
@@ -110,15 +111,16 @@ def main() -> None:
     for name, patch, batch in sizes:
         steps = args.steps or (8 if len(patch) == 2 else 3)
         base = {"patch": patch, "batch": batch, "device": args.device, "bf16": args.bf16, "steps": steps, "warmup": 2}
-        for kind, prompts in (("prompt", 1), ("prompt", 8), ("backbone", 8)):
+        for kind, prompts in (("prompt", 1), ("prompt", 8), ("backbone", 8), ("multiscale", 8)):
             result = run({**base, "kind": kind, "prompts": prompts})
             results[(name, kind, prompts)] = result
             print(f"{name} {'x'.join(map(str, patch))} batch {batch} {args.device}{' bf16' if args.bf16 else ''}: "
-                  f"{kind} model, {prompts} {'prompts' if kind == 'prompt' else 'output channels'}: "
+                  f"{kind} model, {prompts} {'output channels' if kind == 'backbone' else 'prompts'}: "
                   f"{result['step_s']:.3f} s/step, peak {result['peak_mib']:.0f} MiB", flush=True)
     first = sizes[0][0]
     eight, one = results[(first, "prompt", 8)]["step_s"], results[(first, "prompt", 1)]["step_s"]
     backbone = results[(first, "backbone", 8)]["step_s"]
+    print(f"multiscale_vs_single={results[(first, 'multiscale', 8)]['step_s'] / eight:.3f} (8 prompts)")
     print(f"prompts8_vs_1={eight / one:.3f} conditioning_vs_backbone={eight / backbone:.3f}")
 
 

@@ -18,16 +18,21 @@ def label_dtype(max_code: int) -> np.dtype:
 
 
 def _paint(masks: np.ndarray, probabilities: np.ndarray | None, codes: list[int], shape) -> np.ndarray:
-    """Codes of overlapping masks, the most probable structure winning (first listed without probabilities)."""
+    """Codes of overlapping masks, the most probable structure winning (first listed without probabilities).
+
+    One structure at a time with a running maximum, so memory stays at one volume however many
+    structures there are (a CT at 512x512x200 with 7 structures would need 1.5 GB per temporary).
+    """
     label = np.zeros(shape, dtype=label_dtype(max(codes, default=0)))
-    if not len(codes):
-        return label
-    any_mask = masks.any(0)
     if probabilities is None:
-        winner = np.argmax(masks, axis=0)
-    else:
-        winner = np.argmax(np.where(masks, probabilities, -np.inf), axis=0)
-    label[any_mask] = np.asarray(codes, dtype=label.dtype)[winner[any_mask]]
+        for index in reversed(range(len(codes))):  # the first listed is painted last, so it wins
+            label[masks[index]] = codes[index]
+        return label
+    best = np.full(shape, -np.inf, dtype=np.float32)
+    for index, code in enumerate(codes):
+        better = masks[index] & (probabilities[index] > best)
+        best[better] = probabilities[index][better]
+        label[better] = code
     return label
 
 

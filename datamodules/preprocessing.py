@@ -112,6 +112,10 @@ def to_original_grid(maps: torch.Tensor, affine: np.ndarray, original_shape, ori
     Linear interpolation of probabilities (then thresholding by the caller) keeps boundaries
     smoother than resampling hard masks; world coordinates make this exact for any orientation.
     """
-    image = tio.ScalarImage(tensor=maps.detach().float().cpu(), affine=affine)
-    resampled = tio.Resample((tuple(int(n) for n in original_shape), original_affine), image_interpolation="linear")(image)
-    return resampled.data
+    shape = tuple(int(n) for n in original_shape)
+    resample = tio.Resample((shape, original_affine), image_interpolation="linear")
+    out = torch.empty((maps.shape[0], *shape), dtype=torch.float32)
+    for index in range(maps.shape[0]):  # one map at a time: TorchIO's copies of a CT-sized stack cost GBs
+        image = tio.ScalarImage(tensor=maps[index:index + 1].detach().float().cpu(), affine=affine)
+        out[index] = resample(image).data[0]
+    return out

@@ -165,6 +165,11 @@ class CardiacSegmentationModule(L.LightningModule):
         the prompts are the task's structures, passed through the exported label map (overlaps
         to the most probable structure, overlays such as scar written last), so what ``test``
         scores is exactly what ``predict`` writes."""
+        return self.label_and_masks(batch, probabilities)[1]
+
+    def label_and_masks(self, batch: dict, probabilities: torch.Tensor | None = None) -> tuple[np.ndarray | None, np.ndarray]:
+        """The label map in the task's codes (``None`` unless the prompts are task structures)
+        and the binary masks ``[P, *S]`` that ``masks`` describes."""
         if probabilities is None:
             probabilities = self.probabilities(batch)
         predicted = probabilities > self.threshold
@@ -178,10 +183,10 @@ class CardiacSegmentationModule(L.LightningModule):
                 predicted[index] &= predicted[structures.index(container)]
         predicted = predicted.numpy()
         layout = vocabulary.TASKS[batch["task"]].layout if batch.get("task") in vocabulary.TASKS else None
-        if layout is not None and all(s in vocabulary.LAYOUTS[layout].structures for s in structures):
-            label = compose_label_map(predicted, structures, layout, probabilities.numpy())
-            predicted = vocabulary.binary_masks(label, layout, structures)
-        return predicted
+        if layout is None or not all(s in vocabulary.LAYOUTS[layout].structures for s in structures):
+            return None, predicted
+        label = compose_label_map(predicted, structures, layout, probabilities.numpy())
+        return label, vocabulary.binary_masks(label, layout, structures)
 
     def score(self, batch: dict) -> list[dict]:
         """One row per annotated (case, structure): ids, role, file paths, Dice, HD, HD95, volumes."""
@@ -255,9 +260,10 @@ class CardiacSegmentationModule(L.LightningModule):
                            f"per-case rows: {run_dir / 'test_cases.csv'}")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        """Probability maps and final masks on the original grid, one per prompt, with the case's identity."""
+        """Probability maps, final masks and (for task prompts) the label map on the original grid, with the case's identity."""
         probabilities = self.probabilities(batch)
+        label, masks = self.label_and_masks(batch, probabilities)
         return {"uid": batch["uid"], "case_id": batch["case_id"], "task": batch["task"],
                 "structures": batch["structures"], "prompts": batch["prompts"][0], "probabilities": probabilities,
-                "masks": self.masks(batch, probabilities), "image_path": batch["image_path"],
+                "masks": masks, "label": label, "image_path": batch["image_path"],
                 "affine": np.asarray(batch["original_affine"])}

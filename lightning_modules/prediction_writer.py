@@ -39,10 +39,10 @@ class LabelMapWriter(BasePredictionWriter):
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
         masks, structures = prediction["masks"], prediction["structures"]
         probabilities = prediction["probabilities"].float().numpy()
-        if all(key is not None for key in structures):
-            layout = vocabulary.TASKS[prediction["task"]].layout
-            label = compose_label_map(masks, list(structures), layout, probabilities)
-        else:
+        label = prediction.get("label")  # the module's own label map, when it made one
+        if label is None and all(key is not None for key in structures):
+            label = compose_label_map(masks, list(structures), vocabulary.TASKS[prediction["task"]].layout, probabilities)
+        elif label is None:
             label = compose_prompt_map(masks, probabilities)
         # files that existed were refused before the run (unless --overwrite); a rerun of the
         # same case within this run (DDP padding) replaces its own file

@@ -21,6 +21,16 @@ def phantom_root(tmp_path_factory) -> Path:
     return write_phantoms(tmp_path_factory.mktemp("phantoms") / "data", seed=0, cases_per_center=2, eval_cases=1)
 
 
+@pytest.fixture
+def in_run_folder(tmp_path, monkeypatch, phantom_root):
+    """A fresh working folder for a CLI run on the phantoms (no W&B chatter, no run id)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CARE_PHANTOMS", str(phantom_root))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("CARE_RUN_ID", raising=False)
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def sample_data() -> Path:
     """The real sample cases (``CARE_SAMPLE_DATA``; ``.ci/run`` points it at ``../shared/data``)."""

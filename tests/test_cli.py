@@ -15,15 +15,6 @@ SMALL = ["--data.batch_size", "2", "--data.samples_per_epoch", "4",
 CSV_ONLY = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", "results"]
 
 
-@pytest.fixture
-def in_run_folder(tmp_path, monkeypatch, phantom_root):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("CARE_PHANTOMS", str(phantom_root))
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.delenv("CARE_RUN_ID", raising=False)
-    return tmp_path
-
-
 def test_print_config_resolves_interpolation_and_links(in_run_folder, phantom_root, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["fit", "--config", CONFIG, "--print_config"])
@@ -137,6 +128,8 @@ def test_real_samples_experiment_checks_clean_and_trains(in_run_folder, sample_d
 
 
 @pytest.mark.slow
-def test_fixed_head_baseline_is_one_config_switch(in_run_folder):
-    fixed = str(REPO / "experiments" / "fixed_head.yaml")
-    main(["fit", "--config", CONFIG, "--config", fixed, *SMALL, "--trainer.fast_dev_run", "1"])
+@pytest.mark.parametrize("variant, extra", [("fixed_head.yaml", []),
+                                            ("multiscale_decoder.yaml", ["--model.deep_supervision", "true"])])
+def test_model_variants_are_one_config_switch(in_run_folder, variant, extra):
+    main(["fit", "--config", CONFIG, "--config", str(REPO / "experiments" / variant), *SMALL, *extra,
+          "--trainer.fast_dev_run", "1"])

@@ -10,11 +10,11 @@ import pytest
 from lightning.pytorch.strategies import DDPStrategy
 
 from lightning_modules.cli import CareCLI, experiment_classes
-from tests.test_cli import CONFIG, SMALL, in_run_folder  # noqa: F401 (fixture)
+from tests.test_cli import CONFIG, SMALL
 
 
 @pytest.mark.slow
-def test_two_processes_give_the_same_case_table_as_one(in_run_folder):  # noqa: F811
+def test_two_processes_give_the_same_case_table_as_one(in_run_folder):
     cli = CareCLI(*experiment_classes(), parser_kwargs={"parser_mode": "omegaconf"},
                   args=["--config", CONFIG, *SMALL, "--trainer.logger", "false"], run=False, save_config_callback=None)
     options = {"accelerator": "cpu", "logger": False, "enable_progress_bar": False, "enable_model_summary": False}

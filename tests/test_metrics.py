@@ -103,8 +103,6 @@ def test_center_with_two_modalities_is_named_per_modality():
 
 
 def test_largest_component_post_processing_keeps_one_region_for_listed_structures():
-    import numpy as np
-
     from lightning_modules.module import CardiacSegmentationModule
 
     class Fixed(CardiacSegmentationModule):

@@ -13,11 +13,11 @@ import torch
 
 from datamodules import vocabulary
 from lightning_modules.cli import CareCLI, experiment_classes, main
-from tests.test_cli import CONFIG, CSV_ONLY, SMALL, in_run_folder  # noqa: F401 (fixture)
+from tests.test_cli import CONFIG, CSV_ONLY, SMALL
 
 
 @pytest.fixture
-def checkpoint(in_run_folder):  # noqa: F811
+def checkpoint(in_run_folder):
     """The weights a fresh run of the small experiment starts from (seed 0), saved as fit would."""
     cli = CareCLI(*experiment_classes(), parser_kwargs={"parser_mode": "omegaconf"},
                   args=["--config", CONFIG, *SMALL, *CSV_ONLY], run=False, save_config_callback=None)
