@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning as L
 from torch.utils.data import DataLoader
 
+from datamodules import vocabulary
 from datamodules.augmentation import Augmentation
 from datamodules.cache import CheckCache, PreprocessingCache, preprocessing_settings
 from datamodules.case import DataSource
@@ -45,6 +46,9 @@ class CareDataModule(L.LightningDataModule):
             runs while files and settings are unchanged; ``null`` preprocesses every run.
         check_data: check every file of the stages' splits at ``setup`` (readable, matching
             grids, known label codes, finite intensities...) and stop with all problems listed.
+        tasks: keep only the sources of these tasks (a separate model per task, for "unified vs
+            separate" comparisons, is the unified experiment plus ``data.tasks: [la]``);
+            ``None``: every source.
     """
 
     def __init__(
@@ -64,10 +68,19 @@ class CareDataModule(L.LightningDataModule):
         seed: int = 0,
         cache_dir: str | None = None,
         check_data: bool = True,
+        tasks: list[str] | None = None,
     ):
         super().__init__()
         if not sources:
             raise ValueError("sources is empty: name at least one data source")
+        if tasks is not None:
+            for key in tasks:
+                vocabulary.task(key)
+            kept = [source for source in sources if source.task in tasks]
+            if not kept:
+                raise ValueError(f"no source of tasks {tasks}; the sources hold {sorted({s.task for s in sources})}")
+            sources = kept
+        self.tasks = tasks
         if len(patch_size) not in (2, 3) or min(patch_size) < 1:
             raise ValueError(f"patch_size must be 2 or 3 positive sizes, got {list(patch_size)}")
         if batch_size < 1 or samples_per_epoch < 1 or num_workers < 0:

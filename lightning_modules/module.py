@@ -7,10 +7,12 @@ import itertools
 from pathlib import Path
 
 import lightning as L
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 from monai.inferers import Inferer, SliceInferer, SlidingWindowInferer
 from monai.transforms import KeepLargestConnectedComponent
@@ -23,6 +25,7 @@ from lightning_modules import aggregate
 from lightning_modules.distributed import gather_rows
 from lightning_modules.losses import PartialLabelLoss
 from lightning_modules.metrics import score_case
+from lightning_modules.overlays import overlay_panel
 from lightning_modules.results_io import write_csv_atomic
 from networks.fixed_head import FixedHeadSegmenter
 from networks.segmenter import PromptSegmenter
@@ -55,6 +58,8 @@ class CardiacSegmentationModule(L.LightningModule):
             averaging the probabilities of every combination of flips (nnU-Net's mirroring;
             ``[0, 1, 2]`` = 8 passes). Only useful for a model trained with flips
             (``data.augmentation.flip_tasks``): mirroring swaps left and right. ``None``: off.
+        overlay_cases: validation cases per epoch (the first ones of rank 0) whose image,
+            reference and prediction go to W&B as one picture each, when a W&B logger runs.
         deep_supervision: also train on the masks after every earlier decoder layer (prompt
             model only), weighted as nnU-Net weights its deeper outputs: each layer back from
             the last counts half as much, and the weights sum to 1.
@@ -72,6 +77,7 @@ class CardiacSegmentationModule(L.LightningModule):
         contained_in: dict[str, str] | None = None,
         leaderboard_path: str | None = None,
         tta_axes: list[int] | None = None,
+        overlay_cases: int = 4,
         deep_supervision: bool = False,
     ):
         super().__init__()
@@ -100,7 +106,13 @@ class CardiacSegmentationModule(L.LightningModule):
         self.tta_axes = sorted(set(tta_axes or []))
         if any(axis not in (0, 1, 2) for axis in self.tta_axes):
             raise ValueError(f"tta_axes must be spatial axes 0, 1 or 2, got {tta_axes}")
+        if overlay_cases < 0:
+            raise ValueError(f"overlay_cases must be >= 0, got {overlay_cases}")
+        self.overlay_cases = overlay_cases
+        self._overlays: list[tuple[np.ndarray, str]] = []
         self._rows: list[dict] = []
+        # the resolved experiment YAML, set by the CLI; saved in every checkpoint (see on_save_checkpoint)
+        self.experiment_config: str | None = None
 
     # ---- set-up -------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -188,24 +200,31 @@ class CardiacSegmentationModule(L.LightningModule):
         label = compose_label_map(predicted, structures, layout, probabilities.numpy())
         return label, vocabulary.binary_masks(label, layout, structures)
 
-    def score(self, batch: dict) -> list[dict]:
+    def score(self, batch: dict, predicted: np.ndarray | None = None) -> list[dict]:
         """One row per annotated (case, structure): ids, role, file paths, Dice, HD, HD95, volumes."""
         if batch["reference"] is None:
             raise ValueError(f"case {batch['uid']} ({batch['image_path']}) has no label to score against")
         identity = {key: batch[key] for key in ("uid", "case_id", "task", "center", "modality", "role",
                                                 "image_path", "label_path")}
-        return score_case(self.masks(batch), batch["reference"], batch["structures"], batch["annotated"],
+        predicted = self.masks(batch) if predicted is None else predicted
+        return score_case(predicted, batch["reference"], batch["structures"], batch["annotated"],
                           spacing_of(batch["original_affine"]), identity)
 
     # ---- validation and test ---------------------------------------------------------------
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._rows.extend(self.score(batch))
+        predicted = self.masks(batch)
+        self._rows.extend(self.score(batch, predicted))
+        if batch_idx < self.overlay_cases and self._wandb() is not None and self.trainer.is_global_zero:
+            image = np.asanyarray(nib.load(batch["image_path"]).dataobj)
+            panel = overlay_panel(image, batch["reference"], predicted, spacing_of(batch["original_affine"]))
+            names = ", ".join(f"{i + 1}={s}" for i, s in enumerate(batch["structures"]))
+            self._overlays.append((panel, f"{batch['uid']} ({batch['role']}): image | reference | prediction; {names}"))
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._rows.extend(self.score(batch))
 
     def on_validation_epoch_start(self) -> None:
-        self._rows = []
+        self._rows, self._overlays = [], []
 
     def on_test_epoch_start(self) -> None:
         self._rows = []
@@ -239,6 +258,23 @@ class CardiacSegmentationModule(L.LightningModule):
         if frame.empty or self.trainer.sanity_checking:
             return
         self._log_tables(frame, "val")
+        wandb_logger = self._wandb()
+        if wandb_logger is not None and self.trainer.is_global_zero:
+            wandb_logger.log_table("val/cases", dataframe=frame, step=self.global_step)
+            if self._overlays:
+                panels, captions = zip(*self._overlays)
+                wandb_logger.log_image("val/overlays", list(panels), step=self.global_step, caption=list(captions))
+        self._overlays = []
+
+    def _wandb(self) -> WandbLogger | None:
+        """The run's W&B logger, if it has one."""
+        return next((logger for logger in self.loggers if isinstance(logger, WandbLogger)), None) \
+            if self._trainer is not None else None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # the resolved experiment travels with the weights (a plain string: weights-only loading works)
+        if self.experiment_config is not None:
+            checkpoint["experiment_config"] = self.experiment_config
 
     def on_test_epoch_end(self) -> None:
         frame = self._epoch_frame()
@@ -255,6 +291,12 @@ class CardiacSegmentationModule(L.LightningModule):
         write_csv_atomic(board, run_dir / "leaderboard.csv")
         if self.leaderboard_path:
             write_csv_atomic(board, self.leaderboard_path)
+        wandb_logger = self._wandb()
+        if wandb_logger is not None:
+            wandb_logger.log_table("test/cases", dataframe=frame)
+            wandb_logger.log_table("test/leaderboard", dataframe=board)
+            # the notebook reads per-case rows back from a W&B run's files
+            wandb_logger.experiment.save(str(run_dir / "test_cases.csv"), base_path=str(run_dir), policy="now")
         with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 120):
             rank_zero_info(f"\nCARE leaderboard (mean over cases of the mean over structures):\n{board.to_string(index=False)}\n"
                            f"per-case rows: {run_dir / 'test_cases.csv'}")

@@ -155,12 +155,15 @@ def predict_main(argv: list[str]) -> int:
             cases, roots = _split_cases(args, datamodule.sources)
         else:
             cases, roots = _input_cases(args, datamodule.preprocessing), [Path(args.input).expanduser().resolve()]
-        if args.task and any(c.task != args.task for c in cases):
-            raise ValueError(f"--task {args.task} differs from the sources' tasks {sorted({c.task for c in cases})}")
+        if args.task and args.split:  # --task picks that task's sources
+            tasks_found = sorted({c.task for c in cases})
+            cases = [c for c in cases if c.task == args.task]
+            if not cases:
+                raise ValueError(f"the experiment has no {args.split} source of task {args.task!r}; it has {tasks_found}")
         output = Path(args.output).expanduser()
         _refuse_inputs_as_output(output, cases, roots)
         paths = _output_paths(cases, args, output)
-        written = list(paths.values())
+        written = [*paths.values(), output / "prediction.json"]
         if args.probabilities:
             written += [LabelMapWriter.probability_path(p) for p in paths.values()]
         existing = [str(p) for p in written if p.exists()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -62,12 +63,13 @@ class PromptMaskDecoder(nn.Module):
         self.token_grid = token_grid
         self.position_frequencies = position_frequencies
         self.token_proj = nn.ModuleList(nn.Linear(channels, embed_dim) for channels in self.memory_channels)
-        self.level_embedding = nn.Parameter(torch.zeros(len(self.memory_channels), embed_dim))
+        # which scale a token comes from (one scale needs no such embedding)
+        self.level_embedding = nn.Parameter(torch.zeros(len(self.memory_channels), embed_dim)) if self.multiscale else None
         self.position_proj = nn.Linear(3 * 2 * position_frequencies, embed_dim)
-        self.layers = nn.ModuleList(
-            nn.TransformerDecoderLayer(embed_dim, num_heads, dim_feedforward=4 * embed_dim, dropout=0.0,
-                                       batch_first=True, norm_first=True)
-            for _ in range(num_layers))
+        layer = nn.TransformerDecoderLayer(embed_dim, num_heads, dim_feedforward=4 * embed_dim, dropout=0.0,
+                                           batch_first=True, norm_first=True)
+        # copies of one initialised layer, as torch's nn.TransformerDecoder builds its stack
+        self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
         self.norm = nn.LayerNorm(embed_dim)
         self.to_kernel = nn.Sequential(nn.Linear(embed_dim, embed_dim), nn.GELU(), nn.Linear(embed_dim, feature_channels))
         self.to_bias = nn.Linear(embed_dim, 1)
@@ -80,7 +82,8 @@ class PromptMaskDecoder(nn.Module):
             feature_map = pool(feature_map, grid)
         tokens = self.token_proj[level](feature_map.flatten(2).transpose(1, 2))
         positions = self.position_proj(_fourier_positions(grid, self.position_frequencies, feature_map.device))
-        return tokens + positions + self.level_embedding[level]
+        tokens = tokens + positions
+        return tokens + self.level_embedding[level] if self.level_embedding is not None else tokens
 
     def _logits(self, queries: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         queries = self.norm(queries)

@@ -1,0 +1,71 @@
+"""A training run killed mid-epoch (SIGKILL) resumes from its last checkpoint and completes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from tests.test_cli import CONFIG, SMALL
+
+STEPS, EVERY = 120, 3  # 4 steps per epoch, a checkpoint every 3 steps: checkpoints fall mid-epoch
+CHECKPOINTS = """
+trainer:
+  callbacks:
+    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
+      init_args: {filename: step, monitor: null, every_n_train_steps: 3, save_top_k: 1, save_last: true}
+"""
+
+
+def _fit(folder, *extra) -> subprocess.Popen:
+    (folder / "checkpoints.yaml").write_text(CHECKPOINTS)
+    command = [sys.executable, "-m", "lightning_modules.cli", "fit", "--config", CONFIG, *SMALL,
+               "--config", str(folder / "checkpoints.yaml"), "--data.samples_per_epoch", "8",
+               "--trainer.max_steps", str(STEPS), "--trainer.max_epochs", "1000", "--trainer.limit_val_batches", "0",
+               "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", "results",
+               "--trainer.logger.name", "resume", "--trainer.logger.version", "run", *extra]
+    return subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(CONFIG).rsplit("/experiments", 1)[0]},
+                            start_new_session=True)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_completion(in_run_folder):
+    last = in_run_folder / "results" / "resume" / "run" / "checkpoints" / "last.ckpt"
+    process = _fit(in_run_folder)
+    deadline = time.time() + 300
+    seen = []
+    while time.time() < deadline and process.poll() is None:
+        if last.exists():
+            try:
+                seen.append(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
+            except (RuntimeError, EOFError, OSError):  # caught mid-write
+                pass
+            if seen and seen[-1] >= 2 * EVERY:
+                break
+        time.sleep(0.05)
+    assert process.poll() is None, f"the run ended before it could be killed: {process.stderr.read()[-2000:]}"
+    os.killpg(process.pid, signal.SIGKILL)  # no chance to save anything more
+    process.wait()
+    killed_at = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    assert 0 < killed_at < STEPS, f"checkpoint steps seen while running: {seen}"
+
+    resumed = _fit(in_run_folder, "--ckpt_path", "last")
+    _, errors = resumed.communicate(timeout=600)
+    errors = errors.decode()
+    assert resumed.returncode == 0, errors[-3000:]
+    final = torch.load(last, map_location="cpu", weights_only=True)
+    assert final["global_step"] == STEPS
+    assert final["optimizer_states"][0]["state"]  # AdamW moments came back and went on
+    assert final["lr_schedulers"][0]["last_epoch"] >= STEPS // 4  # the per-epoch cosine schedule went on too
+    assert "Restoring states from the checkpoint path" in errors and "last.ckpt" in errors
+    steps = pd.read_csv(in_run_folder / "results" / "resume" / "run" / "metrics.csv").step.dropna()
+    assert steps.is_unique and steps.max() == STEPS - 1  # one log of one run, no step trained twice
+    configs = sorted(p.name for p in (in_run_folder / "results" / "resume" / "run").glob("config*.yaml"))
+    assert configs == ["config-1.yaml", "config.yaml"]  # the first run's config is kept
