@@ -127,7 +127,7 @@ def _check_arguments(args) -> None:
         layout = vocabulary.layout(vocabulary.TASKS[args.task].layout)
         missing = [s for s in args.structures if s not in layout.structures]
         if missing:
-            raise ValueError(f"task {args.task!r} writes {layout.structures and sorted(layout.structures)} codes; "
+            raise ValueError(f"task {args.task!r} writes codes for {sorted(layout.structures)}; "
                              f"it has none for {missing}")
     if args.center and not args.split:
         raise ValueError("--center selects experiment sources: use it with --split")
