@@ -18,13 +18,12 @@ recorded in benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import tempfile
 import time
 from pathlib import Path
 
-from child_process import run_child  # benchmarks/ is on sys.path when run as a script
+from child_process import add_child_argument, answer_child, run_child  # benchmarks/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 VOLUMES = {
@@ -135,10 +134,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--quick", action="store_true", help="the LGE stack only, without TTA")
-    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    add_child_argument(parser)
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(measure(json.loads(args.child))))
+    if answer_child(args.child, measure):
         return
     from datamodules import vocabulary
 

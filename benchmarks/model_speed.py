@@ -14,12 +14,11 @@ median step times). Results are recorded in benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
 import time
 
-from child_process import run_child  # benchmarks/ is on sys.path when run as a script
+from child_process import add_child_argument, answer_child, run_child  # benchmarks/ is on sys.path when run as a script
 
 STRUCTURES = ["lv", "rv", "la", "ra", "myo", "aorta", "pa", "scar"]
 
@@ -99,10 +98,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="timed steps per configuration")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
-    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    add_child_argument(parser)
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(measure(json.loads(args.child))))
+    if answer_child(args.child, measure):
         return
     sizes = [("cpu config 2D", [64, 64], 16)]
     if not args.quick:

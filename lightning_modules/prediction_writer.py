@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from datamodules import vocabulary
-from datamodules.label_maps import compose_label_map, compose_prompt_map
+from datamodules.label_maps import compose_prompt_map
 from lightning_modules.nifti_export import write_like
 
 
@@ -37,13 +36,12 @@ class LabelMapWriter(BasePredictionWriter):
         return label_path.with_name(f"{name}_probabilities.nii.gz")
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
-        masks, structures = prediction["masks"], prediction["structures"]
         probabilities = prediction["probabilities"].float().numpy()
-        label = prediction.get("label")  # the module's own label map, when it made one
-        if label is None and all(key is not None for key in structures):
-            label = compose_label_map(masks, list(structures), vocabulary.TASKS[prediction["task"]].layout, probabilities)
-        elif label is None:
-            label = compose_prompt_map(masks, probabilities)
+        # the module made the label map in the task's codes (what `test` scores); it leaves
+        # free-text prompts, which have no codes, to be numbered here
+        label = prediction["label"]
+        if label is None:
+            label = compose_prompt_map(prediction["masks"], probabilities)
         # files that existed were refused before the run (unless --overwrite); a rerun of the
         # same case within this run (DDP padding) replaces its own file
         path = self.outputs[prediction["uid"]]
