@@ -14,6 +14,7 @@ from datamodules.collate import collate_patches, collate_volume
 from datamodules.manifest import Manifest
 from datamodules.patches import PatchDataset
 from datamodules.preprocessing import PreprocessedCase, Preprocessing
+from datamodules.resumable_loader import ResumableDataLoader
 from datamodules.sampling import TaskSampling, WeightedCaseSampler, case_weights
 from datamodules.volumes import VolumeDataset
 
@@ -41,7 +42,9 @@ class CareDataModule(L.LightningDataModule):
         synonym_probability: chance that a training prompt uses a random synonym of its
             structure instead of the canonical name (so unseen phrasings still work).
         num_workers: loader worker processes.
-        seed: seed of the case draw.
+        seed: seed of the training draw: which cases, and every patch's position, augmentation
+            and prompt phrasing (per epoch; independent of ``seed_everything`` and of
+            ``num_workers``, so a run resumed mid-epoch gets the same patches).
         cache_dir: folder for preprocessed volumes and data-check results, reused by later
             runs while files and settings are unchanged; ``null`` preprocesses every run.
         check_data: check every file of the stages' splits at ``setup`` (readable, matching
@@ -148,8 +151,8 @@ class CareDataModule(L.LightningDataModule):
         dataset = PatchDataset(cases, self.patch_size, self.foreground_fraction, self.augmentation,
                                self.synonym_probability)
         sampler = WeightedCaseSampler(weights, self.samples_per_epoch, seed=self.seed)
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=collate_patches,
-                          drop_last=True, **self._loader_kwargs())
+        return ResumableDataLoader(dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=collate_patches,
+                                   drop_last=True, **self._loader_kwargs())
 
     def _volumes(self, split: str) -> DataLoader:
         cases = self.cases(split)

@@ -13,10 +13,13 @@ from datamodules import vocabulary
 from datamodules.augmentation import Augmentation
 from datamodules.preprocessing import PreprocessedCase
 from datamodules.prompts import prompt_fields
+from datamodules.sampling import PatchDraw
 
 
 class PatchDataset(Dataset):
-    """Index ``i`` -> one random patch of case ``i`` (the sampler decides which cases).
+    """``PatchDraw(case, seed)`` -> the patch of case ``case`` that ``seed`` picks (the sampler
+    decides which cases, and hands out the seeds); a plain index ``i`` -> a random patch of
+    case ``i``, drawn from torch's global RNG.
 
     For 2D models (``len(patch_size) == 2``) a patch is one slice taken across the case's slice
     axis, which comes from the spacing; for 3D models a box. A ``foreground_fraction`` of patches
@@ -78,7 +81,17 @@ class PatchDataset(Dataset):
             self._subjects[index] = subject
         return self._subjects[index]
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, draw: PatchDraw | int) -> dict:
+        if isinstance(draw, int):
+            return self._patch(draw)
+        index, seed = draw
+        # TorchIO draws positions and transform parameters from torch's global CPU RNG: run it
+        # from the patch's own seed and give the caller's RNG back untouched
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
+            return self._patch(index)
+
+    def _patch(self, index: int) -> dict:
         case = self.cases[index]
         box = self.box(case)
         subject = self.subject(index)
@@ -92,7 +105,7 @@ class PatchDataset(Dataset):
         image, label = patch["image"].data, patch["label"].data[0]
         if len(self.patch_size) == 2:
             image, label = image.squeeze(1 + case.slice_axis), label.squeeze(case.slice_axis)
-        # prompt phrasing is drawn from torch's RNG so seed_everything makes runs repeatable
+        # prompt phrasing is drawn from torch's RNG too, so the patch's seed fixes it
         fields = prompt_fields(case.case, random.Random(int(torch.randint(0, 2**31 - 1, ()).item())),
                                self.synonym_probability)
         target = vocabulary.binary_masks(label.numpy(), case.case.layout,

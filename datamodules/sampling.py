@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -61,16 +61,27 @@ def case_weights(cases: list[Case], mode: TaskSampling = "uniform", temperature:
     return weights / weights.sum()
 
 
-class WeightedCaseSampler(Sampler[int]):
-    """Draws ``num_samples`` case indices with replacement, a new draw every epoch.
+class PatchDraw(NamedTuple):
+    """One training patch to make: the case it comes from and the seed of every random choice
+    in it (position, augmentation, prompt phrasing)."""
 
-    Under DDP, Lightning wraps it in its ``DistributedSamplerWrapper``, which splits one epoch's
-    draw between ranks, so each rank trains on different cases.
+    case: int
+    seed: int
+
+
+class WeightedCaseSampler(Sampler[PatchDraw]):
+    """Draws ``num_samples`` patches per epoch: cases with replacement, each with its own seed.
+
+    The draw of epoch ``e`` depends on ``(seed, e)`` only, and a patch on its ``PatchDraw`` only,
+    so any position of any epoch can be re-made exactly: resuming mid-epoch, or running with
+    more loader workers, gives the same patches. The epoch comes from ``set_epoch``, which
+    Lightning calls before every epoch (through its ``DistributedSamplerWrapper`` too, which
+    splits one epoch's draw between ranks under DDP, so each rank trains on different patches).
 
     Args:
         weights: probability of each case (see ``case_weights``).
         num_samples: draws per epoch (before splitting between ranks).
-        seed: seed of the draw; epoch ``e`` uses ``seed + e``.
+        seed: seed of the draws.
     """
 
     def __init__(self, weights: np.ndarray, num_samples: int, seed: int = 0):
@@ -84,11 +95,13 @@ class WeightedCaseSampler(Sampler[int]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        # advance by itself too: a DDP wrapper re-iterates this sampler without calling set_epoch
-        self.epoch += 1
-        return iter(torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator).tolist())
+    def __iter__(self) -> Iterator[PatchDraw]:
+        # SeedSequence mixes (seed, epoch) so that seed 1 does not replay seed 0 one epoch later
+        state = np.random.SeedSequence([self.seed, self.epoch]).generate_state(1, np.uint64)[0]
+        generator = torch.Generator().manual_seed(int(state))
+        cases = torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator)
+        seeds = torch.randint(0, 2**62, (self.num_samples,), generator=generator)
+        return iter([PatchDraw(c, s) for c, s in zip(cases.tolist(), seeds.tolist())])
 
     def __len__(self) -> int:
         return self.num_samples

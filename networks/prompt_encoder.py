@@ -71,7 +71,7 @@ class TextPromptEncoder(nn.Module):
         self.projection = nn.Sequential(nn.Linear(text_dim, embed_dim), nn.GELU(), nn.Linear(embed_dim, embed_dim))
         self._text_model = None  # (tokenizer, model), loaded on first use
         self._cache: dict[str, torch.Tensor] = {}
-        self.text_model_calls = 0  # passes of the text model (a cached prompt costs none)
+        self.text_model_calls = 0  # calls that needed the text model (a cached prompt costs none)
 
     def _load(self):
         if self._text_model is None:
@@ -95,12 +95,14 @@ class TextPromptEncoder(nn.Module):
         missing = sorted({t for t in texts if t not in self._cache})
         if missing:
             tokenizer, model = self._load()
-            tokens = tokenizer(missing, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-            hidden = model(**tokens).last_hidden_state
-            weights = tokens["attention_mask"].unsqueeze(-1).float()
-            pooled = torch.nn.functional.normalize((hidden * weights).sum(1) / weights.sum(1), dim=-1)
             self.text_model_calls += 1
-            self._cache.update(zip(missing, pooled))
+            # one text per pass: padded batches round differently (~1e-7) depending on their
+            # neighbours, and an embedding must be a function of its text alone, or a resumed run
+            # (whose cache fills in another order) drifts from the one it continues
+            for text in missing:
+                tokens = tokenizer([text], truncation=True, max_length=self.max_length, return_tensors="pt")
+                hidden = model(**tokens).last_hidden_state
+                self._cache[text] = torch.nn.functional.normalize(hidden.mean(1), dim=-1)[0]
         return torch.stack([self._cache[t] for t in texts]) if texts else torch.zeros(0, self.text_dim)
 
     def _calibrate(self) -> None:

@@ -5,7 +5,7 @@ import torch
 from datamodules.augmentation import Augmentation
 from datamodules.datamodule import CareDataModule
 from datamodules.preprocessing import Preprocessing
-from datamodules.sampling import WeightedCaseSampler, case_weights
+from datamodules.sampling import PatchDraw, WeightedCaseSampler, case_weights
 from tests.conftest import phantom_sources
 
 PREP = Preprocessing(target_spacing={"la": 1.5, "whs": 2.0, "myops": 1.5})
@@ -79,8 +79,53 @@ def test_case_weights_uniform_over_tasks(datamodule):
 def test_sampler_draws_anew_each_epoch_and_repeats_for_a_seed():
     weights = np.full(10, 0.1)
     a, b = WeightedCaseSampler(weights, 20, seed=3), WeightedCaseSampler(weights, 20, seed=3)
-    first, second = list(a), list(a)
-    assert first != second and first == list(b)
+    first = list(a)
+    assert first == list(a) == list(b)  # the draw is a function of (seed, epoch) only
+    a.set_epoch(1)
+    assert list(a) != first
+    assert len({draw.seed for draw in first}) == 20  # every patch has its own seed
+    b.seed = 4
+    b.set_epoch(0)
+    shifted = WeightedCaseSampler(weights, 20, seed=3)
+    shifted.set_epoch(1)
+    assert list(b) != list(shifted)  # seed 4 is not seed 3 one epoch later
+
+
+def test_a_patch_is_a_function_of_its_draw(datamodule):
+    dataset = datamodule.train_dataloader().dataset
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    first = dataset[PatchDraw(0, 123)]
+    assert torch.equal(torch.get_rng_state(), before)  # the caller's RNG is left as it was
+    torch.manual_seed(99)
+    again, other = dataset[PatchDraw(0, 123)], dataset[PatchDraw(0, 124)]
+    assert torch.equal(first["image"], again["image"]) and first["prompts"] == again["prompts"]
+    assert not torch.equal(first["image"], other["image"])
+
+
+def test_loader_resumes_mid_epoch_with_the_remaining_batches(datamodule):
+    def fingerprints(loader, epoch):
+        loader.batch_sampler.sampler.set_epoch(epoch)
+        return [(tuple(b["case_id"]), float(b["image"].sum())) for b in loader]
+
+    loader = datamodule.train_dataloader()
+    assert loader.state_dict() == {}
+    whole = fingerprints(loader, 2)
+    assert loader.state_dict() == {"epoch": 2, "batches_served": 4}
+    partial = iter(loader)
+    next(partial), next(partial)
+    state = loader.state_dict()
+    assert state == {"epoch": 2, "batches_served": 2}
+
+    resumed = datamodule.train_dataloader()  # a new process: a new loader, then Lightning's calls
+    resumed.load_state_dict(state)
+    assert fingerprints(resumed, 2) == whole[2:]
+    assert resumed.state_dict() == {"epoch": 2, "batches_served": 4}
+    assert len(fingerprints(resumed, 3)) == 4  # the next epoch is whole again
+
+    other_epoch = datamodule.train_dataloader()
+    other_epoch.load_state_dict(state)
+    assert fingerprints(other_epoch, 3) == fingerprints(datamodule.train_dataloader(), 3)
 
 
 def test_bad_datamodule_arguments_raise(phantom_root):
@@ -118,3 +163,17 @@ def test_ddp_ranks_draw_different_cases_that_together_make_the_epoch():
     assert draws[0] != draws[1]
     whole = list(WeightedCaseSampler(weights, 40, seed=3))
     assert sorted(draws[0] + draws[1]) == sorted(whole)
+
+
+def test_workers_make_the_same_patches_and_resume_the_same_way(datamodule, monkeypatch):
+    def fingerprints(loader):
+        loader.batch_sampler.sampler.set_epoch(1)
+        return [(tuple(b["case_id"]), float(b["image"].sum()), tuple(map(tuple, b["prompts"]))) for b in loader]
+
+    in_process = fingerprints(datamodule.train_dataloader())
+    monkeypatch.setattr(datamodule, "num_workers", 2)
+    assert fingerprints(datamodule.train_dataloader()) == in_process
+    resumed = datamodule.train_dataloader()
+    resumed.load_state_dict({"epoch": 1, "batches_served": 3})
+    # with workers the batch sampler starts while the iterator is built, not at the first batch
+    assert fingerprints(resumed) == in_process[3:]

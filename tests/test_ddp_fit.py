@@ -1,5 +1,6 @@
-"""DDP training on CPU: 2 processes (gloo) draw different patches, and the validation table they
-log is the one a single process computes for the same weights."""
+"""DDP training on CPU: 2 processes (gloo) draw different patches, the validation table they log
+is the one a single process computes for the same weights, and a DDP run resumed mid-epoch
+trains on the same patches to the same weights."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy
 
@@ -16,11 +18,20 @@ from tests.test_cli import CONFIG, SMALL
 
 
 class RecordCases(Callback):
-    """Writes the cases of every training batch to cases-rank<r>.txt (module level: spawn pickles it)."""
+    """Writes ``step task/case image-sum`` per training patch to <prefix>-rank<r>.txt (module
+    level: spawn pickles it)."""
+
+    def __init__(self, prefix: str = "cases"):
+        self.prefix = prefix
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        with Path(f"cases-rank{trainer.global_rank}.txt").open("a") as stream:
-            stream.write("".join(f"{task}/{case}\n" for task, case in zip(batch["task"], batch["case_id"])))
+        with Path(f"{self.prefix}-rank{trainer.global_rank}.txt").open("a") as stream:
+            stream.write("".join(f"{trainer.global_step} {task}/{case} {float(image.sum()):.6f}\n"
+                                 for task, case, image in zip(batch["task"], batch["case_id"], batch["image"])))
+
+
+def _recorded(prefix: str) -> list[list[list[str]]]:
+    return [[line.split() for line in Path(f"{prefix}-rank{r}.txt").read_text().splitlines()] for r in (0, 1)]
 
 
 @pytest.mark.slow
@@ -30,16 +41,39 @@ def test_two_process_fit_samples_per_rank_and_validates_like_one_process(in_run_
                   run=False, save_config_callback=None)
     options = {"accelerator": "cpu", "logger": False, "enable_progress_bar": False, "enable_model_summary": False,
                "num_sanity_val_steps": 0}
-    strategy = DDPStrategy(start_method="spawn", process_group_backend="gloo", timeout=timedelta(seconds=300))
-    trainer = L.Trainer(devices=2, strategy=strategy, max_steps=2, check_val_every_n_epoch=1,
-                        callbacks=[RecordCases(), ModelCheckpoint(dirpath="ckpt", save_last=True, save_top_k=0)],
-                        **options)
+    def strategy():
+        return DDPStrategy(start_method="spawn", process_group_backend="gloo", timeout=timedelta(seconds=300))
+
+    every_step = ModelCheckpoint(dirpath="ckpt", filename="{step}", save_last=True, save_top_k=-1,
+                                 every_n_train_steps=1)
+    trainer = L.Trainer(devices=2, strategy=strategy(), max_steps=2, check_val_every_n_epoch=1,
+                        callbacks=[RecordCases(), every_step], **options)
     trainer.fit(cli.model, datamodule=cli.datamodule)
     ddp_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
 
-    ranks = [Path(f"cases-rank{r}.txt").read_text().split() for r in (0, 1)]
+    recorded = _recorded("cases")
+    ranks = [[case for _, case, _ in rows] for rows in recorded]
     assert len(ranks[0]) == len(ranks[1]) == 2 * 2  # 8 patches per epoch: 4 per rank, 2 steps of 2
     assert ranks[0] != ranks[1]  # each rank draws its own half of the epoch
+    # resume from step 1, half-way through the epoch (2 steps per rank), on 2 processes again
+    # (before anything runs the model in this process: spawn would carry its prompt cache, made
+    # with this process's thread count, into the ranks)
+    resumed = L.Trainer(devices=2, strategy=strategy(), max_steps=2, check_val_every_n_epoch=1,
+                        callbacks=[RecordCases("resumed"), ModelCheckpoint(dirpath="resumed", save_last=True,
+                                                                           save_top_k=0)], **options)
+    resumed.fit(cli.model, datamodule=cli.datamodule, ckpt_path="ckpt/step=1.ckpt", weights_only=True)
+    assert _recorded("resumed") == [[row for row in rows if row[0] == "1"] for rows in recorded]
+    straight = torch.load("ckpt/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    again = torch.load("resumed/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    for name, value in straight.items():
+        torch.testing.assert_close(again[name], value, rtol=0, atol=0, msg=name)
+
+    datamodule = cli.datamodule
+    datamodule.setup("fit")
+    cases = datamodule.cases("train")
+    epoch = [f"{cases[draw.case].case.task}/{cases[draw.case].case.case_id}"
+             for draw in datamodule.train_dataloader().sampler]
+    assert sorted(ranks[0] + ranks[1]) == sorted(epoch)  # the weighted draw, split, not some other sampler
 
     single = L.Trainer(devices=1, **options).validate(cli.model, datamodule=cli.datamodule,
                                                         ckpt_path="ckpt/last.ckpt", weights_only=True)[0]

@@ -52,7 +52,7 @@ def test_prompts_permute_with_outputs_and_unseen_prompt_runs(encoder, multiscale
 
 
 def test_text_model_runs_once_per_new_prompt(encoder):
-    encoder.text_embeddings(["right atrium in MRI"])
+    encoder([["right atrium in MRI"]])  # the first forward also calibrates (its own text-model call)
     calls = encoder.text_model_calls
     encoder([["right atrium in MRI"], ["right atrium in MRI"]])
     assert encoder.text_model_calls == calls
@@ -199,3 +199,11 @@ def test_one_and_ten_prompts_run_and_a_masked_prompt_gets_zero_gradient(encoder,
     PartialLabelLoss()(logits, target, mask, groups).backward()
     assert torch.all(logits.grad[1, -1] == 0)
     assert logits.grad[0, -1].abs().sum() > 0
+
+
+def test_an_embedding_depends_on_its_text_alone(encoder):
+    # a resumed run fills its cache in another order than the run it continues
+    alone = TextPromptEncoder().text_embeddings(["left atrial blood pool"])[0]
+    with_others = TextPromptEncoder().text_embeddings(
+        ["left atrial blood pool", "a much longer prompt naming the trunk of the pulmonary artery in CT"])[0]
+    assert torch.equal(alone, with_others)

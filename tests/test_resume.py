@@ -7,10 +7,12 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import pandas as pd
 import pytest
 import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from tests.test_cli import CONFIG, SMALL
 
@@ -69,3 +71,49 @@ def test_killed_run_resumes_to_completion(in_run_folder):
     assert steps.is_unique and steps.max() == STEPS - 1  # one log of one run, no step trained twice
     configs = sorted(p.name for p in (in_run_folder / "results" / "resume" / "run").glob("config*.yaml"))
     assert configs == ["config-1.yaml", "config.yaml"]  # the first run's config is kept
+
+
+class _BatchRecorder(Callback):
+    """What each optimizer step trained on."""
+
+    def __init__(self):
+        self.batches = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.batches[trainer.global_step] = (tuple(batch["case_id"]), tuple(map(tuple, batch["prompts"])),
+                                             float(batch["image"].sum()), float(batch["target"].sum()))
+
+
+def _trainer_run(folder: str, max_steps: int, ckpt_path=None):
+    from lightning_modules.cli import CareCLI
+    from lightning_modules.module import CardiacSegmentationModule
+    from datamodules.datamodule import CareDataModule
+
+    cli = CareCLI(CardiacSegmentationModule, CareDataModule, parser_kwargs={"parser_mode": "omegaconf"}, run=False,
+                  args=["--config", CONFIG, *SMALL, "--data.samples_per_epoch", "8", "--trainer.max_epochs", "100",
+                        "--trainer.max_steps", str(max_steps), "--trainer.limit_val_batches", "0",
+                        "--trainer.logger", "false", "--trainer.default_root_dir", folder])
+    recorder = _BatchRecorder()
+    checkpoints = ModelCheckpoint(dirpath=f"{folder}/checkpoints", filename="{step}", monitor=None,
+                                  every_n_train_steps=6, save_top_k=-1)
+    cli.trainer.callbacks.extend([recorder, checkpoints])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+    return cli.model, recorder.batches, [str(w.message) for w in caught]
+
+
+@pytest.mark.slow
+def test_mid_epoch_resume_trains_on_the_same_batches_to_the_same_weights(in_run_folder):
+    # 4 steps per epoch; the checkpoint at step 6 falls 2 batches into the second epoch
+    straight, straight_batches, _ = _trainer_run("straight", max_steps=10)
+    checkpoint = in_run_folder / "straight" / "checkpoints" / "step=6.ckpt"
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert state["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"epoch": 1, "batches_served": 2}]
+
+    resumed, resumed_batches, messages = _trainer_run("resumed", max_steps=10, ckpt_path=str(checkpoint))
+    assert not [m for m in messages if "not resumable" in m], messages
+    assert sorted(resumed_batches) == [6, 7, 8, 9]
+    assert resumed_batches == {step: straight_batches[step] for step in range(6, 10)}
+    for name, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], value, rtol=0, atol=0, msg=name)
