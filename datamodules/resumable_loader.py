@@ -11,7 +11,7 @@ and augmented for nothing). Here a patch is a pure function of its place in the 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from itertools import islice
+from itertools import chain, islice
 
 from torch.utils.data import DataLoader, Sampler
 
@@ -82,8 +82,6 @@ class ResumableDataLoader(DataLoader):
             batch_sampler.sampler = indices
         if first is None:
             return
-        self._position = (epoch, skip + 1)
-        yield first
-        for batch in batches:
-            self._position = (epoch, self._position[1] + 1)
+        for served, batch in enumerate(chain([first], batches), start=skip + 1):
+            self._position = (epoch, served)
             yield batch
