@@ -47,15 +47,13 @@ def main() -> None:
     import torch
     from lightning.pytorch.strategies import DDPStrategy
 
-    from lightning_modules.cli import CareCLI, experiment_classes
+    from lightning_modules.experiment import build_experiment
 
     results = {}
     for devices in (1, 2):
         torch.set_num_threads(1)
-        cli = CareCLI(*experiment_classes(), parser_kwargs={"parser_mode": "omegaconf"},
-                      args=["--config", str(REPO / "experiments" / "phantoms.yaml"), "--trainer.logger", "false",
-                            "--data.samples_per_epoch", str(16 * devices * (args.steps + 1))],
-                      run=False, save_config_callback=None)
+        cli = build_experiment(["--config", str(REPO / "experiments" / "phantoms.yaml"), "--trainer.logger", "false",
+                                "--data.samples_per_epoch", str(16 * devices * (args.steps + 1))])
         strategy = ("auto" if devices == 1 else
                     DDPStrategy(start_method="spawn", process_group_backend="gloo", timeout=timedelta(seconds=600)))
         trainer = L.Trainer(accelerator="cpu", devices=devices, strategy=strategy, max_steps=args.steps,

@@ -63,16 +63,14 @@ def measure(config: dict) -> dict:
     from datamodules.case import Case
     from datamodules.collate import collate_volume
     from datamodules.prediction import PredictionDataset
-    from lightning_modules.cli import CareCLI, experiment_classes
+    from lightning_modules.experiment import build_experiment
     from lightning_modules.prediction_writer import LabelMapWriter
 
     torch.manual_seed(0)
     device = torch.device(config["device"])
     if device.type == "cpu":
         torch.set_num_threads(min(2, torch.get_num_threads()))
-    cli = CareCLI(*experiment_classes(), parser_kwargs={"parser_mode": "omegaconf"},
-                  args=["--config", config["experiment"], "--trainer.logger", "false"], run=False,
-                  save_config_callback=None)
+    cli = build_experiment(["--config", config["experiment"], "--trainer.logger", "false"])
     model = cli.model
     if config["ckpt"]:
         state = torch.load(config["ckpt"], map_location="cpu", weights_only=True)

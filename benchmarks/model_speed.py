@@ -13,6 +13,8 @@ median step times). Results are recorded in benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
+from functools import partial
+
 import argparse
 import resource
 import statistics
@@ -37,10 +39,10 @@ def build(kind: str, spatial_dims: int, prompts: int):
         return net, lambda image: net(image)
     backbone = SwinUNETR(in_channels=1, out_channels=32, feature_size=12, spatial_dims=spatial_dims)
     if kind == "multiscale":  # experiments/multiscale_decoder.yaml: queries read the 1/32, 1/16 and output features
-        decoder = PromptMaskDecoder(32, 128, 3, 4, memory_channels=[192, 96, 32])
+        decoder = partial(PromptMaskDecoder, num_layers=3, num_heads=4)
         net = PromptSegmenter(backbone, TextPromptEncoder(embed_dim=128), decoder, ["encoder10", "decoder5", "out"])
     else:
-        net = PromptSegmenter(backbone, TextPromptEncoder(embed_dim=128), PromptMaskDecoder(32, 128, 2, 4))
+        net = PromptSegmenter(backbone, TextPromptEncoder(embed_dim=128), partial(PromptMaskDecoder, num_layers=2, num_heads=4))
     texts = [vocabulary.prompt(s, "CT") for s in STRUCTURES[:prompts]]
 
     def forward(image):

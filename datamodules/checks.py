@@ -19,6 +19,7 @@ import pandas as pd
 from datamodules import vocabulary
 from datamodules.case import Case
 from datamodules.geometry import spacing_of
+from datamodules.progress import reported
 
 # image and label grids may differ by this much (mm, at any corner of the volume) and still match:
 # float32 headers written by different tools round the affine differently
@@ -52,9 +53,9 @@ def check_cases(cases: list[Case], cache=None, require_label: bool = True) -> li
     if not require_label:
         cases = [dataclasses.replace(case, label=None) for case in cases]
     if cache is None:
-        return [check_case(case, require_label) for case in cases]
+        return [check_case(case, require_label) for case in reported(cases, len(cases), "checking files")]
     reports = []
-    for case in cases:
+    for case in reported(cases, len(cases), "checking files"):
         stored = cache.load_or_check(case, lambda c: _to_dict(check_case(c, require_label)))
         reports.append(CaseReport(case=case, problems=list(stored["problems"]),
                                   spacing=None if stored["spacing"] is None else tuple(stored["spacing"]),

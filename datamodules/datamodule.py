@@ -14,6 +14,7 @@ from datamodules.collate import collate_patches, collate_volume
 from datamodules.manifest import Manifest
 from datamodules.patches import PatchDataset
 from datamodules.preprocessing import PreprocessedCase, Preprocessing
+from datamodules.progress import reported
 from datamodules.resumable_loader import ResumableDataLoader
 from datamodules.sampling import TaskSampling, WeightedCaseSampler, case_weights
 from datamodules.volumes import VolumeDataset
@@ -107,12 +108,33 @@ class CareDataModule(L.LightningDataModule):
         self.check_data = check_data
         self.manifest: Manifest | None = None
         self._prepared: dict[str, PreprocessedCase] = {}
+        self.cache_entries_built = 0  # by this process: under DDP, one rank per node builds them all
 
     @property
     def spatial_dims(self) -> int:
         return len(self.patch_size)
 
+    def prepare_data(self) -> None:
+        """Check and preprocess into ``cache_dir`` once per node, before any rank's ``setup``.
+
+        Lightning calls this on one process per node (local rank 0) and holds the other ranks
+        at a barrier meanwhile, so the files are read and every cache entry is written once,
+        not raced for by every rank; their ``setup`` then reads the cache. Without a
+        ``cache_dir`` there is nothing to share, and each rank preprocesses in ``setup``.
+        On a first launch over a large dataset the barrier waits for all of it: keep the DDP
+        timeout above that, or fill the cache first (``care-cardiac check`` reads every file;
+        a single-process ``validate``/``fit`` run fills the volumes).
+        """
+        if self.cache_dir is None:
+            return
+        stage = self.trainer.state.fn.value if self.trainer is not None and self.trainer.state.fn else None
+        self._prepare(stage)
+
     def setup(self, stage: str | None = None) -> None:
+        self._prepare(stage)
+
+    def _prepare(self, stage: str | None) -> None:
+        """Check, then preprocess (or read from the cache), the cases of ``stage``'s splits."""
         if self.manifest is None:
             self.manifest = Manifest.from_sources(self.sources)
         splits = STAGE_SPLITS.get(stage or "fit", ("train", "val", "test"))
@@ -125,10 +147,12 @@ class CareDataModule(L.LightningDataModule):
         cache = None
         if self.cache_dir is not None:
             cache = PreprocessingCache(f"{self.cache_dir}/volumes", preprocessing_settings(self.preprocessing))
-        for case in todo:
+        for case in reported(todo, len(todo), "preprocessing"):
             role = self.manifest.role(case)
             self._prepared[case.uid] = (self.preprocessing(case, role) if cache is None
                                         else cache.load_or_build(case, role, self.preprocessing))
+        if cache is not None:
+            self.cache_entries_built += cache.misses
 
     def check(self, cases=None) -> list[CaseReport]:
         """Data-check reports of ``cases`` (default: every case of every source)."""

@@ -60,6 +60,8 @@ class Manifest:
             if case.layout not in vocabulary.LAYOUTS:
                 problems.append(f"{where}: unknown layout {case.layout!r}")
                 continue
+            if case.modality not in vocabulary.MODALITIES:
+                problems.append(f"{where}: unknown modality {case.modality!r}; known: {sorted(vocabulary.MODALITIES)}")
             if case.split not in SPLITS:
                 problems.append(f"{where}: split {case.split!r} is not one of {SPLITS}")
             if not any(vocabulary.annotated(case.layout, vocabulary.TASKS[case.task].structures)):

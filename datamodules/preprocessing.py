@@ -78,7 +78,7 @@ class Preprocessing:
             raise ValueError(f"mri_percentiles must be (low, high) within [0, 100], got {self.mri_percentiles}")
 
     def intensity(self, modality: str) -> tio.Transform:
-        if modality in vocabulary.CT_MODALITIES:
+        if vocabulary.modality(modality).normalisation == "ct":
             low, high = self.ct_window
             return tio.Compose([tio.Clamp(low, high), tio.RescaleIntensity((-1.0, 1.0), in_min_max=(low, high))])
         # MRI has no absolute scale: robust min-max clip, then z-score over the volume.

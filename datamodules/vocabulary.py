@@ -110,17 +110,45 @@ TASKS: dict[str, Task] = {
     "myops": Task("myops", ("lv", "myo", "scar"), "LGE", layout="myops"),
 }
 
-# How a modality is phrased inside a prompt ("left atrium in LGE MRI").
-MODALITY_PHRASES: dict[str, str] = {
-    "LGE": "LGE MRI",
-    "CT": "CT",
-    "MRI": "MRI",
-    "bSSFP": "bSSFP cine MRI",
-    "C0": "bSSFP cine MRI",
-    "T2": "T2-weighted MRI",
-}
+@dataclass(frozen=True)
+class Modality:
+    """An imaging modality or MRI sequence that sources may name.
 
-CT_MODALITIES = frozenset({"CT"})
+    Args:
+        key: the name sources use (``LGE``, ``CT``...), exactly; case matters.
+        phrase: how prompts say it ("left atrium in LGE MRI").
+        normalisation: ``ct`` (Hounsfield window) or ``mri`` (percentile clip, then z-score):
+            CT has an absolute intensity scale, MRI has none.
+    """
+
+    key: str
+    phrase: str
+    normalisation: str
+
+
+# A closed list: a modality the code does not know would be normalised by guess (a CT named
+# ``ct`` z-scored as MRI), so it is refused instead, naming the source.
+MODALITIES: dict[str, Modality] = {m.key: m for m in (
+    Modality("LGE", "LGE MRI", "mri"),
+    Modality("CT", "CT", "ct"),
+    Modality("MRI", "MRI", "mri"),
+    Modality("bSSFP", "bSSFP cine MRI", "mri"),
+    Modality("C0", "bSSFP cine MRI", "mri"),  # MyoPS names bSSFP C0
+    Modality("T2", "T2-weighted MRI", "mri"),
+)}
+
+# How a modality is phrased inside a prompt ("left atrium in LGE MRI").
+MODALITY_PHRASES: dict[str, str] = {key: m.phrase for key, m in MODALITIES.items()}
+
+
+def modality(key: str) -> Modality:
+    """The vocabulary's modality ``key``; ``ValueError`` naming the known ones (and the likely
+    intended one when only the case differs) otherwise."""
+    if key in MODALITIES:
+        return MODALITIES[key]
+    close = [known for known in MODALITIES if known.lower() == str(key).lower()]
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"unknown modality {key!r}{hint}; known modalities: {sorted(MODALITIES)}")
 
 
 def task(key: str) -> Task:
@@ -139,7 +167,7 @@ def prompt(structure: str, modality: str, rng: random.Random | None = None) -> s
     """Prompt text for a structure in a modality; a random synonym when ``rng`` is given."""
     names = STRUCTURES[structure].names
     name = names[0] if rng is None else rng.choice(names)
-    return f"{name} in {MODALITY_PHRASES.get(modality, modality)}"
+    return f"{name} in {MODALITIES[modality].phrase if modality in MODALITIES else modality}"
 
 
 def binary_masks(label: np.ndarray, layout_key: str, structures: tuple[str, ...] | list[str]) -> np.ndarray:

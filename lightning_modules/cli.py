@@ -8,53 +8,10 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from datamodules.checks import problems_of, summary_table
-from datamodules.datamodule import CareDataModule
 from datamodules.phantoms import write_phantoms
-from lightning_modules.module import CardiacSegmentationModule
-
-
-class CareCLI(LightningCLI):
-    """Lightning CLI whose experiment YAMLs may interpolate values (OmegaConf parser mode)."""
-
-    def add_arguments_to_parser(self, parser) -> None:
-        # the image backbone's dimensionality follows the patch shape: typed once, in the data
-        parser.link_arguments("data.patch_size", "model.net.init_args.backbone.init_args.spatial_dims", compute_fn=len)
-
-
-class LoggedConfigCallback(SaveConfigCallback):
-    """Lightning's config saving (``config.yaml`` in the run folder), plus: the resolved config is
-    logged to every logger (W&B shows it as the run's config, so runs can be filtered by any
-    setting) and kept on the module, which writes it into every checkpoint."""
-
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        if not self.already_saved and self.save_to_log_dir and not self.overwrite:
-            log_dir = trainer.log_dir  # a collective under DDP: every rank asks
-            if log_dir is not None:
-                # a resumed run (same run folder) keeps the config it started with and adds
-                # config-1.yaml, config-2.yaml...: nothing of the first run is overwritten
-                stem, name, number = Path(self.config_filename).stem, self.config_filename, 0
-                while (Path(log_dir) / name).exists():
-                    number += 1
-                    name = f"{stem}-{number}.yaml"
-                self.config_filename = trainer.strategy.broadcast(name)
-        super().setup(trainer, pl_module, stage)
-
-    def save_config(self, trainer, pl_module, stage: str) -> None:
-        text = self.parser.dump(self.config, skip_none=False)
-        if hasattr(pl_module, "experiment_config"):
-            pl_module.experiment_config = text
-        config = yaml.safe_load(text)
-        for logger in trainer.loggers:
-            logger.log_hyperparams(config)
-
-
-def experiment_classes() -> tuple[type, type]:
-    """The LightningModule and LightningDataModule every subcommand parses experiments into."""
-    return CardiacSegmentationModule, CareDataModule
+from lightning_modules.experiment import build_experiment, run_cli
 
 
 def phantoms_main(argv: list[str]) -> int:
@@ -84,9 +41,12 @@ def check_main(argv: list[str]) -> int:
         return 0
     # the experiment is parsed exactly as fit parses it (same YAML, same overrides), then only
     # its datamodule is used
-    cli = CareCLI(CardiacSegmentationModule, CareDataModule, parser_kwargs={"parser_mode": "omegaconf"},
-                  args=argv, run=False, save_config_callback=None)
-    reports = cli.datamodule.check()
+    cli = build_experiment(argv)
+    try:
+        reports = cli.datamodule.check()
+    except ValueError as err:  # sources that cannot be read at all (folder, layout, modality)
+        print(err, file=sys.stderr)
+        return 1
     table = summary_table(reports)
     with pd.option_context("display.max_columns", None, "display.width", 200):
         print(table.to_string(index=False))
@@ -112,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         from lightning_modules.evaluate_cli import evaluate_main
 
         return evaluate_main(words[1:])
-    CareCLI(CardiacSegmentationModule, CareDataModule, parser_kwargs={"parser_mode": "omegaconf"}, args=argv,
-            save_config_callback=LoggedConfigCallback)
+    run_cli(argv)
     return 0
 
 

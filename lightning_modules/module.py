@@ -1,32 +1,29 @@
-"""The LightningModule: partial-label training, whole-volume evaluation, per-case result tables."""
+"""The LightningModule: partial-label training, whole-volume inference, per-case scores and the
+metrics logged from them. Files, tables and pictures for people are callbacks
+(``lightning_modules.reporting``); post-processing is ``lightning_modules.postprocessing``."""
 
 from __future__ import annotations
 
 import functools
 import itertools
-from pathlib import Path
+import math
 
 import lightning as L
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.cli import OptimizerCallable
 from monai.inferers import Inferer, SliceInferer, SlidingWindowInferer
-from monai.transforms import KeepLargestConnectedComponent
 
-from datamodules import vocabulary
 from datamodules.geometry import spacing_of
-from datamodules.label_maps import compose_label_map
 from datamodules.preprocessing import to_original_grid
 from lightning_modules import aggregate
 from lightning_modules.distributed import gather_rows
 from lightning_modules.losses import PartialLabelLoss
 from lightning_modules.metrics import score_case
-from lightning_modules.overlays import overlay_panel
-from lightning_modules.results_io import write_csv_atomic
+from lightning_modules.postprocessing import PostProcessing
+from lightning_modules.schedules import RunLengthSchedule
 from networks.fixed_head import FixedHeadSegmenter
 from networks.segmenter import PromptSegmenter
 
@@ -43,23 +40,15 @@ class CardiacSegmentationModule(L.LightningModule):
             ``SlidingWindowInferer`` runs a 3D model. ``None``: built at setup from the
             datamodule's patch size (Gaussian weighting, overlap 0.25).
         optimizer: optimizer factory (``class_path`` in YAML).
-        scheduler: learning-rate scheduler factory, stepped per epoch; ``None`` for none.
-        threshold: probability above which a voxel is predicted as the prompted structure.
-        largest_component: structure keys whose prediction is cut to its largest connected
-            component (nnU-Net's post-processing; MONAI ``KeepLargestConnectedComponent``) for
-            single-region structures (ventricles, myocardium, vessels); leave out scar and edema,
-            which may be several regions.
-        contained_in: structure -> the structure that contains it (``{scar: myo}``): its mask is
-            cut to the container's final mask when both are prompted, as the label hierarchy
-            says (MyoPS scar lies inside the myocardium), which removes stray detections.
-        leaderboard_path: after ``test``, also write the ID/OOD leaderboard here (the run
-            folder always gets its own copy).
+        lr_schedule: warm-up and decay of the learning rate, stepped per optimizer step, whose
+            length is the run's (``max_epochs``, ``max_steps`` or ``max_time``, whichever ends
+            it first); ``None``: constant rate.
+        postprocessing: threshold, largest-component cleanup and containment (scar in
+            myocardium), shared by validation, test and predict.
         tta_axes: test-time augmentation: spatial axes of the preprocessed (RAS) array to mirror,
             averaging the probabilities of every combination of flips (nnU-Net's mirroring;
             ``[0, 1, 2]`` = 8 passes). Only useful for a model trained with flips
             (``data.augmentation.flip_tasks``): mirroring swaps left and right. ``None``: off.
-        overlay_cases: validation cases per epoch (the first ones of rank 0) whose image,
-            reference and prediction go to W&B as one picture each, when a W&B logger runs.
         deep_supervision: also train on the masks after every earlier decoder layer (prompt
             model only), weighted as nnU-Net weights its deeper outputs: each layer back from
             the last counts half as much, and the weights sum to 1.
@@ -71,46 +60,28 @@ class CardiacSegmentationModule(L.LightningModule):
         loss: PartialLabelLoss | None = None,
         inferer: Inferer | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
-        scheduler: LRSchedulerCallable | None = None,
-        threshold: float = 0.5,
-        largest_component: list[str] | None = None,
-        contained_in: dict[str, str] | None = None,
-        leaderboard_path: str | None = None,
+        lr_schedule: RunLengthSchedule | None = None,
+        postprocessing: PostProcessing | None = None,
         tta_axes: list[int] | None = None,
-        overlay_cases: int = 4,
         deep_supervision: bool = False,
     ):
         super().__init__()
-        if not 0 < threshold < 1:
-            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         self.net = net
         self.loss = loss if loss is not None else PartialLabelLoss()
         self.inferer = inferer
         self.optimizer = optimizer
-        self.scheduler = scheduler
-        self.threshold = threshold
-        self.largest_component = set(largest_component or [])
-        unknown = self.largest_component - set(vocabulary.STRUCTURES)
-        if unknown:
-            raise ValueError(f"largest_component names unknown structures {sorted(unknown)}; "
-                             f"known: {sorted(vocabulary.STRUCTURES)}")
-        self.contained_in = dict(contained_in or {})
-        unknown = (set(self.contained_in) | set(self.contained_in.values())) - set(vocabulary.STRUCTURES)
-        if unknown:
-            raise ValueError(f"contained_in names unknown structures {sorted(unknown)}")
-        self._keep_largest = KeepLargestConnectedComponent(applied_labels=[1], is_onehot=False)
-        self.leaderboard_path = leaderboard_path
+        self.lr_schedule = lr_schedule
+        self.postprocessing = postprocessing if postprocessing is not None else PostProcessing()
         if deep_supervision and not isinstance(net, PromptSegmenter):
             raise ValueError(f"deep_supervision needs the prompt model's decoder layers; {type(net).__name__} has none")
         self.deep_supervision = deep_supervision
         self.tta_axes = sorted(set(tta_axes or []))
         if any(axis not in (0, 1, 2) for axis in self.tta_axes):
             raise ValueError(f"tta_axes must be spatial axes 0, 1 or 2, got {tta_axes}")
-        if overlay_cases < 0:
-            raise ValueError(f"overlay_cases must be >= 0, got {overlay_cases}")
-        self.overlay_cases = overlay_cases
-        self._overlays: list[tuple[np.ndarray, str]] = []
         self._rows: list[dict] = []
+        # the last validation's or test's rows over every DDP rank, one per (case, structure); the
+        # reporting callbacks (lightning_modules.reporting) write and draw from them
+        self.results: pd.DataFrame | None = None
         # the resolved experiment YAML, set by the CLI; saved in every checkpoint (see on_save_checkpoint)
         self.experiment_config: str | None = None
 
@@ -126,9 +97,34 @@ class CardiacSegmentationModule(L.LightningModule):
 
     def configure_optimizers(self):
         optimizer = self.optimizer(self.parameters())
-        if self.scheduler is None:
+        if self.lr_schedule is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler(optimizer)}
+        return {"optimizer": optimizer, "lr_scheduler": self.lr_schedule.build(optimizer, self.run_progress)}
+
+    def on_train_start(self) -> None:
+        if self.lr_schedule is not None:
+            self.run_progress(self.global_step)  # a run without a length is refused before its first step
+
+    def run_progress(self, step: int) -> float:
+        """How far through the run optimizer step ``step`` is, in [0, 1]: the larger of its share
+        of the trainer's steps (``estimated_stepping_batches``, from max_epochs or max_steps)
+        and the share of ``max_time`` used, so the schedule ends when the run does."""
+        if step == 0:
+            # the scheduler asks at construction, before Lightning restores a resumed run's
+            # loader state; reading the run length then would load the train loader too early
+            return 0.0
+        shares = []
+        total = self.trainer.estimated_stepping_batches
+        if math.isfinite(total) and total > 0:
+            shares.append(step / total)
+        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+        remaining = timer.time_remaining() if timer is not None else None
+        if remaining is not None:
+            elapsed = timer.time_elapsed()
+            shares.append(elapsed / max(elapsed + remaining, 1e-9))
+        if not shares:
+            raise ValueError("lr_schedule follows the run length: set trainer.max_epochs, max_steps or max_time")
+        return min(max(shares), 1.0)
 
     # ---- training -----------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -181,24 +177,10 @@ class CardiacSegmentationModule(L.LightningModule):
 
     def label_and_masks(self, batch: dict, probabilities: torch.Tensor | None = None) -> tuple[np.ndarray | None, np.ndarray]:
         """The label map in the task's codes (``None`` unless the prompts are task structures)
-        and the binary masks ``[P, *S]`` that ``masks`` describes."""
+        and the binary masks ``[P, *S]`` that ``masks`` describes (see ``PostProcessing``)."""
         if probabilities is None:
             probabilities = self.probabilities(batch)
-        predicted = probabilities > self.threshold
-        for index, structure in enumerate(batch["structures"]):
-            if structure in self.largest_component and predicted[index].any():
-                predicted[index] = self._keep_largest(predicted[index][None].to(torch.uint8))[0].bool()
-        structures = list(batch["structures"])
-        for index, structure in enumerate(structures):
-            container = self.contained_in.get(structure)
-            if container in structures:
-                predicted[index] &= predicted[structures.index(container)]
-        predicted = predicted.numpy()
-        layout = vocabulary.TASKS[batch["task"]].layout if batch.get("task") in vocabulary.TASKS else None
-        if layout is None or not all(s in vocabulary.LAYOUTS[layout].structures for s in structures):
-            return None, predicted
-        label = compose_label_map(predicted, structures, layout, probabilities.numpy())
-        return label, vocabulary.binary_masks(label, layout, structures)
+        return self.postprocessing(probabilities, batch["structures"], batch.get("task"))
 
     def score(self, batch: dict, predicted: np.ndarray | None = None) -> list[dict]:
         """One row per annotated (case, structure): ids, role, file paths, Dice, HD, HD95, volumes."""
@@ -211,27 +193,25 @@ class CardiacSegmentationModule(L.LightningModule):
                           spacing_of(batch["original_affine"]), identity)
 
     # ---- validation and test ---------------------------------------------------------------
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
         predicted = self.masks(batch)
         self._rows.extend(self.score(batch, predicted))
-        if batch_idx < self.overlay_cases and self._wandb() is not None and self.trainer.is_global_zero:
-            image = np.asanyarray(nib.load(batch["image_path"]).dataobj)
-            panel = overlay_panel(image, batch["reference"], predicted, spacing_of(batch["original_affine"]))
-            names = ", ".join(f"{i + 1}={s}" for i, s in enumerate(batch["structures"]))
-            self._overlays.append((panel, f"{batch['uid']} ({batch['role']}): image | reference | prediction; {names}"))
+        return {"masks": predicted}  # for callbacks (overlays)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._rows.extend(self.score(batch))
 
     def on_validation_epoch_start(self) -> None:
-        self._rows, self._overlays = [], []
+        self._rows = []
 
     def on_test_epoch_start(self) -> None:
         self._rows = []
 
     def _epoch_frame(self) -> pd.DataFrame:
+        """This epoch's rows of every rank (gathered once; every rank gets the same table)."""
         frame = aggregate.rows_frame(gather_rows(self._rows))
         self._rows = []
+        self.results = frame
         return frame
 
     def _log_tables(self, frame: pd.DataFrame, prefix: str) -> dict[str, float]:
@@ -255,51 +235,18 @@ class CardiacSegmentationModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         frame = self._epoch_frame()
-        if frame.empty or self.trainer.sanity_checking:
-            return
-        self._log_tables(frame, "val")
-        wandb_logger = self._wandb()
-        if wandb_logger is not None and self.trainer.is_global_zero:
-            wandb_logger.log_table("val/cases", dataframe=frame, step=self.global_step)
-            if self._overlays:
-                panels, captions = zip(*self._overlays)
-                wandb_logger.log_image("val/overlays", list(panels), step=self.global_step, caption=list(captions))
-        self._overlays = []
+        if not frame.empty and not self.trainer.sanity_checking:
+            self._log_tables(frame, "val")
 
-    def _wandb(self) -> WandbLogger | None:
-        """The run's W&B logger, if it has one."""
-        return next((logger for logger in self.loggers if isinstance(logger, WandbLogger)), None) \
-            if self._trainer is not None else None
+    def on_test_epoch_end(self) -> None:
+        frame = self._epoch_frame()
+        if not frame.empty:
+            self._log_tables(frame, "test")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # the resolved experiment travels with the weights (a plain string: weights-only loading works)
         if self.experiment_config is not None:
             checkpoint["experiment_config"] = self.experiment_config
-
-    def on_test_epoch_end(self) -> None:
-        frame = self._epoch_frame()
-        if frame.empty:
-            return
-        self._log_tables(frame, "test")
-        # log_dir is a collective under DDP (rank 0 broadcasts it): every rank must ask
-        run_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
-        if not self.trainer.is_global_zero:
-            return
-        board = aggregate.leaderboard(frame)
-        write_csv_atomic(frame, run_dir / "test_cases.csv")
-        write_csv_atomic(aggregate.center_table(frame), run_dir / "test_centers.csv")
-        write_csv_atomic(board, run_dir / "leaderboard.csv")
-        if self.leaderboard_path:
-            write_csv_atomic(board, self.leaderboard_path)
-        wandb_logger = self._wandb()
-        if wandb_logger is not None:
-            wandb_logger.log_table("test/cases", dataframe=frame)
-            wandb_logger.log_table("test/leaderboard", dataframe=board)
-            # the notebook reads per-case rows back from a W&B run's files
-            wandb_logger.experiment.save(str(run_dir / "test_cases.csv"), base_path=str(run_dir), policy="now")
-        with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 120):
-            rank_zero_info(f"\nCARE leaderboard (mean over cases of the mean over structures):\n{board.to_string(index=False)}\n"
-                           f"per-case rows: {run_dir / 'test_cases.csv'}")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         """Probability maps, final masks and (for task prompts) the label map on the original grid, with the case's identity."""

@@ -26,7 +26,9 @@ from datamodules.collate import collate_volume
 from datamodules.manifest import Manifest
 from datamodules.prediction import PredictionDataset, case_id_of, image_files
 from datamodules.readers import LABEL_FILES, READERS, read_source
+from lightning_modules.experiment import build_experiment
 from lightning_modules.prediction_writer import LabelMapWriter
+from lightning_modules.progress import progress_bar
 from lightning_modules.results_io import write_text_atomic
 
 
@@ -45,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", choices=sorted(vocabulary.TASKS), help="predict the task's structures in its codes")
     parser.add_argument("--structures", nargs="+", help="with --task: these structures instead of the task's")
     parser.add_argument("--prompts", nargs="+", help="free-text prompts (written as codes 1..P)")
-    parser.add_argument("--modality", help="modality of --input images (default: the task's)")
+    parser.add_argument("--modality", choices=sorted(vocabulary.MODALITIES), help="modality of --input images (default: the task's)")
     parser.add_argument("--probabilities", action="store_true", help="also write per-prompt probability maps")
     parser.add_argument("--overwrite", action="store_true", help="replace prediction files that exist")
     parser.add_argument("--devices", type=int, default=1, help="devices to predict on (DDP when > 1)")
@@ -138,8 +140,6 @@ def _check_arguments(args) -> None:
 
 
 def predict_main(argv: list[str]) -> int:
-    from lightning_modules.cli import CareCLI, experiment_classes
-
     parser = _parser()
     args, overrides = parser.parse_known_args(argv)
     try:
@@ -148,8 +148,7 @@ def predict_main(argv: list[str]) -> int:
         if not checkpoint.is_file():
             raise ValueError(f"--ckpt_path {checkpoint} is not a file")
         experiment = [word for config in args.config for word in ("--config", config)] + overrides
-        cli = CareCLI(*experiment_classes(), parser_kwargs={"parser_mode": "omegaconf"}, args=experiment,
-                      run=False, save_config_callback=None)
+        cli = build_experiment(experiment)
         datamodule, model = cli.datamodule, cli.model
         if args.split:
             cases, roots = _split_cases(args, datamodule.sources)
@@ -198,8 +197,8 @@ def predict_main(argv: list[str]) -> int:
     trainer_config = cli.config["trainer"]
     trainer = L.Trainer(accelerator=trainer_config["accelerator"], devices=args.devices,
                         precision=trainer_config["precision"], logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[LabelMapWriter(paths, probabilities=args.probabilities)])
+                        enable_model_summary=False,
+                        callbacks=[LabelMapWriter(paths, probabilities=args.probabilities), progress_bar()])
     for dataset in datasets:
         loader = DataLoader(dataset, batch_size=1, collate_fn=collate_volume, num_workers=datamodule.num_workers)
         trainer.predict(model, dataloaders=loader, return_predictions=False)

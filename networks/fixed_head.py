@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from datamodules import vocabulary
+from networks.probe import feature_channels
 
 
 class FixedHeadSegmenter(nn.Module):
@@ -29,6 +30,10 @@ class FixedHeadSegmenter(nn.Module):
         unknown = [s for s in self.structures if s not in vocabulary.STRUCTURES]
         if unknown or len(set(self.structures)) != len(self.structures):
             raise ValueError(f"structures must be distinct vocabulary keys, got {self.structures}")
+        output_channels, _ = feature_channels(backbone, [])
+        if output_channels != len(self.structures):
+            raise ValueError(f"the backbone gives {output_channels} output channels (its out_channels), but "
+                             f"structures names {len(self.structures)}: one channel per structure")
         self.backbone = backbone
         channel = {key: index for index, key in enumerate(self.structures)}
         self._channel_of_text = {text: channel[key] for key, text in vocabulary.labelled_prompts() if key in channel}

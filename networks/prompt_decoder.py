@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -35,21 +36,25 @@ class PromptMaskDecoder(nn.Module):
     bounds the attention cost at any patch size. Without ``memory`` the backbone's output
     features (pooled) are the only scale, which works for any backbone that returns a feature map.
 
+    In experiments the decoder is given as a factory (``class_path`` + the settings below): the
+    segmenter builds it with ``feature_channels``, ``embed_dim`` and ``memory_channels`` read off
+    its backbone and prompt encoder, so those sizes are never typed twice (see ``DecoderFactory``).
+
     Args:
         feature_channels: channels of the backbone's per-voxel output features (the dot product).
         embed_dim: size of prompt embeddings and of the decoder.
+        memory_channels: channels of each multi-scale feature map the segmenter passes as
+            ``memory`` (in its ``feature_layers`` order, coarse to fine); ``None``: the single
+            scale of the output features.
         num_layers: transformer decoder layers (self-attention between prompts, cross-attention
             to the image tokens). Use a multiple of the number of scales so each is read equally.
         num_heads: attention heads.
         token_grid: largest token grid per axis of one scale.
         position_frequencies: Fourier frequencies of the token positional encoding.
-        memory_channels: channels of each multi-scale feature map the segmenter passes as
-            ``memory`` (in its ``feature_layers`` order, coarse to fine); ``None``: the single
-            scale of the output features.
     """
 
-    def __init__(self, feature_channels: int, embed_dim: int = 128, num_layers: int = 2, num_heads: int = 4,
-                 token_grid: int = 8, position_frequencies: int = 4, memory_channels: list[int] | None = None):
+    def __init__(self, feature_channels: int, embed_dim: int, memory_channels: list[int] | None = None,
+                 num_layers: int = 2, num_heads: int = 4, token_grid: int = 8, position_frequencies: int = 4):
         super().__init__()
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
@@ -115,3 +120,9 @@ class PromptMaskDecoder(nn.Module):
             if all_layers or index == len(self.layers) - 1:
                 outputs.append(self._logits(queries, features))
         return outputs if all_layers else outputs[-1]
+
+
+# The decoder as the segmenter receives it: called with (feature_channels, embed_dim,
+# memory_channels), which the segmenter reads off its backbone and prompt encoder; in YAML a
+# ``class_path`` with only the remaining settings (as Lightning's OptimizerCallable).
+DecoderFactory = Callable[[int, int, Optional[list[int]]], PromptMaskDecoder]

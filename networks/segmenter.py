@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from networks.prompt_decoder import PromptMaskDecoder
+from networks.probe import feature_channels, run_with_hooks
+from networks.prompt_decoder import DecoderFactory
 from networks.prompt_encoder import TextPromptEncoder
 
 
@@ -24,18 +25,19 @@ class PromptSegmenter(nn.Module):
         backbone: image network returning per-voxel features ``[B, feature_channels, *S]``, e.g.
             ``monai.networks.nets.SwinUNETR`` with ``out_channels = feature_channels``.
         prompt_encoder: text encoder producing ``[B, P, D]`` prompt embeddings.
-        decoder: prompt-conditioned mask decoder; with ``feature_layers`` it must be built with
-            one ``memory_channels`` entry per layer.
+        decoder: factory of the prompt-conditioned mask decoder (``PromptMaskDecoder`` settings
+            such as ``num_layers``); it is built here with the backbone's output channels, the
+            channels of each of ``feature_layers`` (read from one pass of the backbone on a small
+            zero image) and the prompt encoder's ``embed_dim``, so none of them is typed twice.
         feature_layers: names of backbone submodules (as in ``named_modules()``) whose outputs
             the prompt queries attend to, coarse to fine; ``None``: the pooled output features.
     """
 
-    def __init__(self, backbone: nn.Module, prompt_encoder: TextPromptEncoder, decoder: PromptMaskDecoder,
+    def __init__(self, backbone: nn.Module, prompt_encoder: TextPromptEncoder, decoder: DecoderFactory,
                  feature_layers: list[str] | None = None):
         super().__init__()
         self.backbone = backbone
         self.prompt_encoder = prompt_encoder
-        self.decoder = decoder
         self.feature_layers = list(feature_layers or [])
         names = {name for name, _ in backbone.named_modules() if name}
         missing = [name for name in self.feature_layers if name not in names]
@@ -43,10 +45,9 @@ class PromptSegmenter(nn.Module):
             children = [name for name, _ in backbone.named_children()]
             raise ValueError(f"feature_layers {missing} are not submodules of {type(backbone).__name__}; "
                              f"its top-level modules are {children}")
-        if bool(self.feature_layers) != decoder.multiscale or (
-                decoder.multiscale and len(self.feature_layers) != len(decoder.memory_channels)):
-            raise ValueError(f"feature_layers ({len(self.feature_layers)}) and the decoder's memory_channels "
-                             f"({len(decoder.memory_channels) if decoder.multiscale else 'none'}) must match one to one")
+        output_channels, stage_channels = feature_channels(backbone, self.feature_layers)
+        self.decoder = decoder(output_channels, prompt_encoder.embed_dim,
+                               stage_channels if self.feature_layers else None)
 
     def encode_prompts(self, prompts: list[list[str | None]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt strings (``None`` = padding) -> embeddings ``[B, P, D]`` and padding mask ``[B, P]``."""
@@ -56,19 +57,7 @@ class PromptSegmenter(nn.Module):
         """Output features and, with ``feature_layers``, the hooked multi-scale maps."""
         if not self.feature_layers:
             return self.backbone(image), None
-        captured: dict[str, torch.Tensor] = {}
-        # hooks live for one pass only, so copies, pickles and checkpoints of the model carry none
-        handles = [self.backbone.get_submodule(name).register_forward_hook(
-            lambda module, args, output, name=name: captured.__setitem__(name, output)) for name in self.feature_layers]
-        try:
-            features = self.backbone(image)
-        finally:
-            for handle in handles:
-                handle.remove()
-        bad = [name for name in self.feature_layers if not isinstance(captured.get(name), torch.Tensor)]
-        if bad:
-            raise ValueError(f"backbone submodules {bad} did not return one feature tensor during the forward pass")
-        return features, [captured[name] for name in self.feature_layers]
+        return run_with_hooks(self.backbone, image, self.feature_layers)
 
     def forward(self, image: torch.Tensor, prompt_embeddings: torch.Tensor,
                 prompt_padding: torch.Tensor | None = None, all_layers: bool = False):

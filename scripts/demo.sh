@@ -15,7 +15,7 @@ fi
 CARE_RUN_ID=$RUN_ID "$BIN/care-cardiac" fit --config experiments/phantoms.yaml
 CARE_RUN_ID=$RUN_ID-test "$BIN/care-cardiac" test --config experiments/phantoms.yaml \
   --ckpt_path "results/phantoms/$RUN_ID/checkpoints/best.ckpt" \
-  --model.leaderboard_path results/demo/leaderboard.csv
+  --results.leaderboard_path results/demo/leaderboard.csv
 
 echo
 echo "== CARE-Cardiac phantom leaderboard (run $RUN_ID, $(( $(date +%s) - start )) s) =="

@@ -4,6 +4,8 @@ trains on the same patches to the same weights."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy
 
-from lightning_modules.cli import CareCLI, experiment_classes
+from lightning_modules.experiment import build_experiment
 from tests.test_cli import CONFIG, SMALL
 
 
@@ -30,15 +32,30 @@ class RecordCases(Callback):
                                  for task, case, image in zip(batch["task"], batch["case_id"], batch["image"])))
 
 
+class RecordPreparation(Callback):
+    """Writes, per rank, how many cache entries the rank built and a digest of its preprocessed
+    training and validation volumes (module level: spawn pickles it)."""
+
+    def on_train_start(self, trainer, pl_module):
+        datamodule = trainer.datamodule
+        digest = hashlib.sha256()
+        for split in ("train", "val"):
+            for case in datamodule.cases(split):
+                digest.update(case.case.uid.encode())
+                digest.update(case.image.numpy().tobytes())
+                digest.update(case.label.numpy().tobytes())
+        Path(f"prepared-rank{trainer.global_rank}.json").write_text(json.dumps(
+            {"built": datamodule.cache_entries_built, "digest": digest.hexdigest()}))
+
+
 def _recorded(prefix: str) -> list[list[list[str]]]:
     return [[line.split() for line in Path(f"{prefix}-rank{r}.txt").read_text().splitlines()] for r in (0, 1)]
 
 
 @pytest.mark.slow
-def test_two_process_fit_samples_per_rank_and_validates_like_one_process(in_run_folder):
-    cli = CareCLI(*experiment_classes(), parser_kwargs={"parser_mode": "omegaconf"},
-                  args=["--config", CONFIG, *SMALL, "--trainer.logger", "false", "--data.samples_per_epoch", "8"],
-                  run=False, save_config_callback=None)
+def test_two_process_fit_samples_per_rank_and_validates_like_one_process(in_run_folder, monkeypatch):
+    monkeypatch.setenv("CARE_CACHE", str(in_run_folder / "cache"))  # empty: the first launch fills it
+    cli = build_experiment(["--config", CONFIG, *SMALL, "--trainer.logger", "false", "--data.samples_per_epoch", "8"])
     options = {"accelerator": "cpu", "logger": False, "enable_progress_bar": False, "enable_model_summary": False,
                "num_sanity_val_steps": 0}
     def strategy():
@@ -47,8 +64,13 @@ def test_two_process_fit_samples_per_rank_and_validates_like_one_process(in_run_
     every_step = ModelCheckpoint(dirpath="ckpt", filename="{step}", save_last=True, save_top_k=-1,
                                  every_n_train_steps=1)
     trainer = L.Trainer(devices=2, strategy=strategy(), max_steps=2, check_val_every_n_epoch=1,
-                        callbacks=[RecordCases(), every_step], **options)
+                        callbacks=[RecordCases(), RecordPreparation(), every_step], **options)
     trainer.fit(cli.model, datamodule=cli.datamodule)
+    # data preparation ran once: rank 0 checked and wrote every cache entry, rank 1 read them
+    prepared = [json.loads(Path(f"prepared-rank{r}.json").read_text()) for r in (0, 1)]
+    entries = list((in_run_folder / "cache" / "volumes").glob("*.pt"))
+    assert prepared[0]["built"] == len(entries) > 0 and prepared[1]["built"] == 0
+    assert prepared[0]["digest"] == prepared[1]["digest"]  # both ranks train on the same preprocessed data
     ddp_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
 
     recorded = _recorded("cases")

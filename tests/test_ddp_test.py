@@ -10,7 +10,8 @@ import pytest
 import torch
 from lightning.pytorch.strategies import DDPStrategy
 
-from lightning_modules.cli import CareCLI, experiment_classes
+from lightning_modules.experiment import build_experiment
+from lightning_modules.reporting import ResultTables
 from tests.test_cli import CONFIG, SMALL
 
 
@@ -28,9 +29,9 @@ def test_two_processes_give_the_same_case_table_as_one(in_run_folder, monkeypatc
 
 
 def _compare_one_and_two_processes(in_run_folder):
-    cli = CareCLI(*experiment_classes(), parser_kwargs={"parser_mode": "omegaconf"},
-                  args=["--config", CONFIG, *SMALL, "--trainer.logger", "false"], run=False, save_config_callback=None)
-    options = {"accelerator": "cpu", "logger": False, "enable_progress_bar": False, "enable_model_summary": False}
+    cli = build_experiment(["--config", CONFIG, *SMALL, "--trainer.logger", "false"])
+    options = {"accelerator": "cpu", "logger": False, "enable_progress_bar": False, "enable_model_summary": False,
+               "callbacks": [ResultTables()]}
     L.Trainer(devices=1, default_root_dir="one", **options).test(cli.model, datamodule=cli.datamodule)
     # spawn, not the default subprocess launcher, which would re-run pytest in the children
     strategy = DDPStrategy(start_method="spawn", process_group_backend="gloo", timeout=timedelta(seconds=300))

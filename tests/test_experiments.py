@@ -7,10 +7,15 @@ import math
 import random
 import re
 
+from pathlib import Path
+
 import pytest
+import torch
 import yaml
 
+from datamodules import vocabulary
 from lightning_modules.cli import main
+from lightning_modules.experiment import build_experiment
 from tests.conftest import REPO
 
 SWEEPS = sorted((REPO / "experiments" / "sweeps").glob("*.yaml"))
@@ -62,8 +67,83 @@ def command_line(sweep: dict, point: dict) -> list[str]:
     return words
 
 
+def _same(printed, value) -> bool:
+    try:
+        return math.isclose(float(printed), float(value), rel_tol=1e-9)
+    except (TypeError, ValueError):
+        return str(printed).strip() == str(value)
+
+
+def _at(config, key: str):
+    """The parsed value of a dotted sweep key (``model.optimizer.init_args.lr``)."""
+    return config.get(key)
+
+
+def step_once(cli) -> None:
+    """One training step (finite loss, gradients reach the backbone) and one whole-volume
+    inference on a volume slightly larger than a patch, on a synthetic whole-heart case."""
+    module, patch = cli.model, list(cli.datamodule.patch_size)
+    structures = ("lv", "myo", "aorta")
+    prompts = [[vocabulary.prompt(key, "CT") for key in structures]]
+    generator = torch.Generator().manual_seed(0)
+    batch = {"image": torch.randn(1, 1, *patch, generator=generator),
+             "target": (torch.rand(1, 3, *patch, generator=generator) > 0.7).float(),
+             "prompt_mask": torch.ones(1, 3, dtype=torch.bool), "prompts": prompts, "task": ["whs"],
+             "structures": [structures]}
+    module.train()
+    loss = module.training_step(batch, 0)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.net.backbone.parameters())
+    volume = [*patch, 5] if len(patch) == 2 else [*patch[:2], patch[2] + 6]
+    module.eval()
+    with torch.no_grad():
+        logits = module.sliding_window(torch.randn(1, 1, *volume, generator=generator), prompts, slice_axis=2)
+    assert logits.shape == (1, 3, *volume) and torch.isfinite(logits).all()
+
+
+# Each base experiment with the overrides that shrink it to a CPU test (same components)
+SHRINK = {
+    "phantoms.yaml": ["--model.net.init_args.backbone.init_args.depths", "[1, 1, 1, 1]"],
+    "real_samples.yaml": ["--model.net.init_args.backbone.init_args.depths", "[1, 1, 1, 1]"],
+    "care_unified.yaml": ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto",
+                          "--model.net.init_args.backbone.init_args.feature_size", "12",
+                          "--model.net.init_args.backbone.init_args.depths", "[1, 1, 1, 1]",
+                          "--data.patch_size", "[64, 64, 32]"],
+}
+# every base, and every variant on each base the README or the variant's own header documents it with
+COMBINATIONS = [("phantoms.yaml",), ("phantoms.yaml", "fixed_head.yaml"), ("phantoms.yaml", "multiscale_decoder.yaml"),
+                ("real_samples.yaml",), ("care_unified.yaml",), ("care_unified.yaml", "baselines/la.yaml"),
+                ("care_unified.yaml", "baselines/whs.yaml"), ("care_unified.yaml", "baselines/myops.yaml"),
+                ("care_unified.yaml", "multiscale_decoder.yaml")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("names", COMBINATIONS, ids=["+".join(n.removesuffix(".yaml") for n in c) for c in COMBINATIONS])
+def test_every_experiment_builds_trains_a_step_and_infers(names, in_run_folder, monkeypatch):
+    monkeypatch.chdir(REPO)  # the variants are documented with paths relative to the repository
+    configs = [word for name in names for word in ("--config", f"experiments/{name}")]
+    cli = build_experiment([*configs, *SHRINK[names[0]], "--trainer.logger", "false",
+                            "--trainer.default_root_dir", str(in_run_folder)])
+    if len(names) > 1 and names[1].startswith("baselines/"):
+        task = names[1].split("/")[1].removesuffix(".yaml")
+        assert {s.task for s in cli.datamodule.sources} == {task}
+    step_once(cli)
+
+
+def test_the_unified_experiment_keeps_its_scale_settings(monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", "--config", "experiments/care_unified.yaml", "--print_config"])
+    printed = capsys.readouterr().out
+    assert stop.value.code == 0, printed[-500:]
+    assert "precision: bf16-mixed" in printed and "strategy: ddp" in printed and "devices: 8" in printed
+    assert re.search(r"patch_size:\n  - 96\n  - 96\n  - 96", printed)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
-def test_every_sweep_point_is_a_valid_configuration(path, in_run_folder, monkeypatch, capsys):
+def test_every_sweep_point_builds_trains_a_step_and_infers(path, in_run_folder, monkeypatch):
     monkeypatch.chdir(REPO)  # sweep commands name experiments relative to the repository
     sweep = yaml.safe_load(path.read_text())
     assert sweep["metric"]["name"].startswith("val/")
@@ -73,34 +153,9 @@ def test_every_sweep_point_is_a_valid_configuration(path, in_run_folder, monkeyp
     for point in points:
         words = command_line(sweep, point)
         assert words[:2] == ["care-cardiac", "fit"], words
-        with pytest.raises(SystemExit) as stop:
-            main([*words[1:], "--print_config"])
-        printed = capsys.readouterr().out
-        assert stop.value.code == 0, f"{path.name} {point}: {printed[-500:]}"
+        base = Path(words[words.index("--config") + 1]).name
+        cli = build_experiment([*words[2:], *SHRINK[base], "--trainer.logger", "false",
+                                "--trainer.default_root_dir", str(in_run_folder)])
         for key, value in point.items():  # the override reached the parsed config
-            leaf = key.split(".")[-1]
-            found = re.findall(rf"^\s*{re.escape(leaf)}: (.+)$", printed, flags=re.M)
-            assert any(_same(v, value) for v in found), f"{path.name}: {key}={value} not in the config"
-
-
-def _same(printed: str, value) -> bool:
-    try:
-        return math.isclose(float(printed), float(value), rel_tol=1e-9)
-    except ValueError:
-        return printed.strip() == str(value)
-
-
-@pytest.mark.parametrize("extra", [[], ["baselines/la.yaml"], ["baselines/whs.yaml"], ["baselines/myops.yaml"],
-                                   ["multiscale_decoder.yaml"]], ids=["unified", "la", "whs", "myops", "multiscale"])
-def test_unified_experiment_and_its_variants_parse(extra, monkeypatch, capsys):
-    monkeypatch.chdir(REPO)
-    configs = [word for name in ["care_unified.yaml", *extra] for word in ("--config", f"experiments/{name}")]
-    with pytest.raises(SystemExit) as stop:
-        main(["fit", *configs, "--print_config"])
-    printed = capsys.readouterr().out
-    assert stop.value.code == 0, printed[-500:]
-    assert "precision: bf16-mixed" in printed and "strategy: ddp" in printed and "devices: 8" in printed
-    assert re.search(r"patch_size:\n  - 96\n  - 96\n  - 96", printed)  # 3D (spatial_dims is linked from it)
-    if extra and extra[0].startswith("baselines/"):
-        task = extra[0].split("/")[1].removesuffix(".yaml")
-        assert f"tasks:\n  - {task}" in printed or f"tasks: [{task}]" in printed
+            assert _same(_at(cli.config, key), value), f"{path.name}: {key}={value} not in the config"
+        step_once(cli)

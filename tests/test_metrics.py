@@ -103,27 +103,23 @@ def test_center_with_two_modalities_is_named_per_modality():
 
 
 def test_largest_component_post_processing_keeps_one_region_for_listed_structures():
-    from lightning_modules.module import CardiacSegmentationModule
-
-    class Fixed(CardiacSegmentationModule):
-        def probabilities(self, batch):
-            return batch["maps"]
+    from lightning_modules.postprocessing import PostProcessing
 
     maps = torch.zeros(2, 12, 12, 4)
     maps[:, 1:6, 1:6, 1] = 0.9  # big region
     maps[:, 9:11, 9:11, 2] = 0.9  # small stray region
-    module = Fixed(net=None, largest_component=["myo"])
-    masks = module.masks({"maps": maps, "structures": ["myo", "scar"]})
+    _, masks = PostProcessing(largest_component=["myo"])(maps, ["myo", "scar"], task=None)
     assert masks[0].sum() == 25 and masks[1].sum() == 29  # scar keeps both regions
     assert not masks[0][9:11, 9:11].any()
     with pytest.raises(ValueError, match="unknown structures"):
-        CardiacSegmentationModule(net=None, largest_component=["heart"])
+        PostProcessing(largest_component=["heart"])
     # scar cut to the (post-processed) myocardium: its far region goes with the myocardium's
-    contained = Fixed(net=None, largest_component=["myo"], contained_in={"scar": "myo"})
-    masks = contained.masks({"maps": maps, "structures": ["myo", "scar"]})
+    _, masks = PostProcessing(largest_component=["myo"], contained_in={"scar": "myo"})(maps, ["myo", "scar"], None)
     assert masks[1].sum() == 25 and not masks[1][9:11, 9:11].any()
     with pytest.raises(ValueError, match="unknown structures"):
-        CardiacSegmentationModule(net=None, contained_in={"scar": "wall"})
+        PostProcessing(contained_in={"scar": "wall"})
+    with pytest.raises(ValueError, match="threshold"):
+        PostProcessing(threshold=1.0)
 
 
 def test_mirroring_tta_averages_every_flip_combination_back_in_place():

@@ -1,3 +1,5 @@
+from functools import partial
+
 import pytest
 import torch
 from monai.networks.nets import DynUNet, SwinUNETR
@@ -22,9 +24,9 @@ def make(encoder, spatial_dims: int, backbone=None, multiscale: bool = False) ->
     backbone = backbone or SwinUNETR(in_channels=1, out_channels=FEATURES, feature_size=12, depths=(1, 1, 1, 1),
                                      spatial_dims=spatial_dims)
     if multiscale:
-        decoder = PromptMaskDecoder(FEATURES, embed_dim=32, num_layers=3, num_heads=2, memory_channels=SWIN_CHANNELS)
-        return PromptSegmenter(backbone, encoder, decoder, feature_layers=SWIN_LAYERS)
-    return PromptSegmenter(backbone, encoder, PromptMaskDecoder(FEATURES, embed_dim=32, num_layers=1, num_heads=2))
+        return PromptSegmenter(backbone, encoder, partial(PromptMaskDecoder, num_layers=3, num_heads=2),
+                               feature_layers=SWIN_LAYERS)
+    return PromptSegmenter(backbone, encoder, partial(PromptMaskDecoder, num_layers=1, num_heads=2))
 
 
 # SwinUNETR downsamples 32x: 64 is the smallest input whose bottleneck instance norm has >1 voxel
@@ -75,26 +77,39 @@ def test_bad_arguments_raise(encoder):
     embeddings, _ = net.encode_prompts([["left atrium in LGE MRI"]])
     with pytest.raises(ValueError, match="image must be"):
         net(torch.randn(1, 64, 64), embeddings)
-    bad = PromptSegmenter(SwinUNETR(in_channels=1, out_channels=8, feature_size=12, depths=(1, 1, 1, 1), spatial_dims=2),
-                          encoder, PromptMaskDecoder(FEATURES, embed_dim=32, num_layers=1, num_heads=2))
-    with pytest.raises(ValueError, match="feature channels"):
-        bad(torch.randn(1, 1, 64, 64), embeddings)
     swin = SwinUNETR(in_channels=1, out_channels=FEATURES, feature_size=12, depths=(1, 1, 1, 1), spatial_dims=2)
-    multiscale = PromptMaskDecoder(FEATURES, embed_dim=32, num_layers=3, num_heads=2, memory_channels=SWIN_CHANNELS)
+    decoder = partial(PromptMaskDecoder, num_layers=3, num_heads=2)
     with pytest.raises(ValueError, match="not submodules of SwinUNETR"):
-        PromptSegmenter(swin, encoder, multiscale, feature_layers=["encoder10", "decoder5", "decoder9"])
-    with pytest.raises(ValueError, match="one to one"):
-        PromptSegmenter(swin, encoder, multiscale, feature_layers=["encoder10"])
-    with pytest.raises(ValueError, match="one to one"):
-        PromptSegmenter(swin, encoder, PromptMaskDecoder(FEATURES, embed_dim=32, num_heads=2), feature_layers=["encoder10"])
-    wrong = PromptMaskDecoder(FEATURES, embed_dim=32, num_layers=3, num_heads=2, memory_channels=[192, 96, 24])
-    with pytest.raises(ValueError, match=r"have \[192, 96, 48\] channels"):
-        PromptSegmenter(swin, encoder, wrong, feature_layers=SWIN_LAYERS)(torch.randn(1, 1, 64, 64), embeddings)
+        PromptSegmenter(swin, encoder, decoder, feature_layers=["encoder10", "decoder5", "decoder9"])
     with pytest.raises(ValueError, match="memory_channels"):
-        PromptMaskDecoder(FEATURES, memory_channels=[])
+        PromptMaskDecoder(FEATURES, 32, memory_channels=[])
     with pytest.raises(ValueError, match="did not return one feature tensor"):
-        PromptSegmenter(swin, encoder, PromptMaskDecoder(FEATURES, embed_dim=32, num_heads=2, memory_channels=[12]),
-                        feature_layers=["swinViT"])(torch.randn(1, 1, 64, 64), embeddings)
+        PromptSegmenter(swin, encoder, decoder, feature_layers=["swinViT"])
+    with pytest.raises(ValueError, match="embed_dim.*divisible.*num_heads"):  # 32 from the prompt encoder, 3 heads
+        PromptSegmenter(swin, encoder, partial(PromptMaskDecoder, num_heads=3))
+
+
+def test_decoder_sizes_are_read_off_the_backbone_and_prompt_encoder(encoder):
+    """Nothing the backbone or the prompt encoder fixes is typed a second time for the decoder."""
+    swin = SwinUNETR(in_channels=1, out_channels=24, feature_size=12, depths=(1, 1, 1, 1), spatial_dims=2)
+    net = PromptSegmenter(swin, encoder, partial(PromptMaskDecoder, num_layers=3, num_heads=2),
+                          feature_layers=SWIN_LAYERS)
+    assert net.decoder.feature_channels == 24 and net.decoder.memory_channels == SWIN_CHANNELS
+    assert net.decoder.layers[0].self_attn.embed_dim == encoder.embed_dim
+    assert swin.training  # the probe pass leaves the mode as it was
+    embeddings, padding = net.encode_prompts([["left atrium in LGE MRI"]])
+    assert net(torch.randn(1, 1, 64, 64), embeddings, padding).shape == (1, 1, 64, 64)
+    unet = DynUNet(3, 1, 8, kernel_size=[3, 3, 3], strides=[1, 2, 2], upsample_kernel_size=[2, 2])
+    net3d = PromptSegmenter(unet, encoder, partial(PromptMaskDecoder, num_heads=2), feature_layers=["bottleneck"])
+    assert net3d.decoder.feature_channels == 8 and net3d.decoder.memory_channels == [128]  # DynUNet filters 32, 64, 128
+
+
+def test_fixed_head_refuses_a_backbone_with_other_channel_count():
+    from networks.fixed_head import FixedHeadSegmenter
+
+    swin = SwinUNETR(in_channels=1, out_channels=8, feature_size=12, depths=(1, 1, 1, 1), spatial_dims=2)
+    with pytest.raises(ValueError, match="8 output channels.*structures names 9"):
+        FixedHeadSegmenter(swin)
 
 
 def test_multiscale_hooks_read_the_named_stages_and_leave_no_hook_behind(encoder):

@@ -12,15 +12,15 @@ import pytest
 import torch
 
 from datamodules import vocabulary
-from lightning_modules.cli import CareCLI, experiment_classes, main
+from lightning_modules.cli import main
+from lightning_modules.experiment import build_experiment
 from tests.test_cli import CONFIG, CSV_ONLY, SMALL
 
 
 @pytest.fixture
 def checkpoint(in_run_folder):
     """The weights a fresh run of the small experiment starts from (seed 0), saved as fit would."""
-    cli = CareCLI(*experiment_classes(), parser_kwargs={"parser_mode": "omegaconf"},
-                  args=["--config", CONFIG, *SMALL, *CSV_ONLY], run=False, save_config_callback=None)
+    cli = build_experiment(["--config", CONFIG, *SMALL, *CSV_ONLY])
     path = in_run_folder / "start.ckpt"
     torch.save({"state_dict": cli.model.state_dict()}, path)
     return path

@@ -65,7 +65,7 @@ def test_killed_run_resumes_to_completion(in_run_folder):
     final = torch.load(last, map_location="cpu", weights_only=True)
     assert final["global_step"] == STEPS
     assert final["optimizer_states"][0]["state"]  # AdamW moments came back and went on
-    assert final["lr_schedulers"][0]["last_epoch"] >= STEPS // 4  # the per-epoch cosine schedule went on too
+    assert final["lr_schedulers"][0]["last_epoch"] == STEPS  # the per-step schedule went on from where it was
     assert "Restoring states from the checkpoint path" in errors and "last.ckpt" in errors
     steps = pd.read_csv(in_run_folder / "results" / "resume" / "run" / "metrics.csv").step.dropna()
     assert steps.is_unique and steps.max() == STEPS - 1  # one log of one run, no step trained twice
@@ -85,14 +85,11 @@ class _BatchRecorder(Callback):
 
 
 def _trainer_run(folder: str, max_steps: int, ckpt_path=None):
-    from lightning_modules.cli import CareCLI
-    from lightning_modules.module import CardiacSegmentationModule
-    from datamodules.datamodule import CareDataModule
+    from lightning_modules.experiment import build_experiment
 
-    cli = CareCLI(CardiacSegmentationModule, CareDataModule, parser_kwargs={"parser_mode": "omegaconf"}, run=False,
-                  args=["--config", CONFIG, *SMALL, "--data.samples_per_epoch", "8", "--trainer.max_epochs", "100",
-                        "--trainer.max_steps", str(max_steps), "--trainer.limit_val_batches", "0",
-                        "--trainer.logger", "false", "--trainer.default_root_dir", folder])
+    cli = build_experiment(["--config", CONFIG, *SMALL, "--data.samples_per_epoch", "8", "--trainer.max_epochs", "100",
+                            "--trainer.max_steps", str(max_steps), "--trainer.limit_val_batches", "0",
+                            "--trainer.logger", "false", "--trainer.default_root_dir", folder])
     recorder = _BatchRecorder()
     checkpoints = ModelCheckpoint(dirpath=f"{folder}/checkpoints", filename="{step}", monitor=None,
                                   every_n_train_steps=6, save_top_k=-1)

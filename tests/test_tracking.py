@@ -63,7 +63,7 @@ def test_offline_run_gets_config_tables_overlays_and_checkpoints_carry_the_confi
     monkeypatch.chdir(in_run_folder)
     monkeypatch.setenv("CARE_RUN_ID", "tracked")
     main(["fit", "--config", CONFIG, *SMALL, "--trainer.max_steps", "2", "--trainer.check_val_every_n_epoch", "1",
-          "--trainer.limit_val_batches", "2", "--model.overlay_cases", "2"])
+          "--trainer.limit_val_batches", "2", "--overlays.cases", "2"])
     import wandb
 
     wandb.finish()  # what process exit does for a CLI run: the run's files (config.yaml) are flushed
@@ -73,7 +73,7 @@ def test_offline_run_gets_config_tables_overlays_and_checkpoints_carry_the_confi
     # the resolved config went to every logger (the CSV logger writes what W&B receives to hparams.yaml)
     config = yaml.safe_load((in_run_folder / "results" / "phantoms" / "tracked" / "hparams.yaml").read_text())
     assert config["model"]["net"]["class_path"] == "networks.segmenter.PromptSegmenter"
-    assert config["model"]["overlay_cases"] == 2
+    assert config["overlays"]["cases"] == 2
     assert list((files / "media" / "table" / "val").glob("cases_*.table.json"))
     overlays = list((files / "media" / "images" / "val").glob("overlays_*.png"))
     assert len(overlays) == 2

@@ -14,6 +14,7 @@ import numpy as np
 
 from datamodules.phantoms.centers import CENTERS, CenterProfile
 from datamodules.phantoms.render import render_case
+from datamodules.progress import reported
 
 LABEL_DTYPES = {"lascarqs": np.uint8, "mmwhs": np.int16, "myops": np.int16}  # never uint8 for 500+ codes
 
@@ -63,7 +64,7 @@ def write_phantoms(out: str | os.PathLike, seed: int = 0, cases_per_center: int 
     try:
         description = {"seed": seed, "cases_per_center": cases_per_center, "eval_cases": eval_cases, "val_cases": val_cases,
                        "centers": []}
-        for profile in CENTERS:
+        for profile in reported(CENTERS, len(CENTERS), "writing phantom centers"):
             splits = {"val": val_cases, "test": eval_cases}
             if not profile.held_out:
                 splits = {"train": cases_per_center, **splits}

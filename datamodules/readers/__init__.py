@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from datamodules import vocabulary
 from datamodules.case import Case, DataSource
 from datamodules.readers import lascarqs, mmwhs, myops
 from datamodules.readers.lascarqs import read_lascarqs
@@ -32,6 +33,10 @@ def read_source(source: DataSource) -> list[Case]:
     source when it cannot be read."""
     if source.layout not in READERS:
         raise ValueError(f"source {source.root!r}: unknown layout {source.layout!r}; known: {sorted(READERS)}")
+    try:
+        vocabulary.modality(source.modality)
+    except ValueError as err:
+        raise ValueError(f"source {source.root!r} ({source.task}/{source.center}/{source.split}): {err}") from None
     if source.layout != "manifest" and (source.file is not None or source.label_layout is not None):
         raise ValueError(f"source {source.root!r}: 'file' and 'label_layout' apply to layout 'manifest' only")
     cases = READERS[source.layout](source)
