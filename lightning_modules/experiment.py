@@ -12,11 +12,13 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 
 import yaml
 from jsonargparse import Namespace, set_parsing_settings
+from jsonargparse.typing import import_object
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
@@ -92,10 +94,17 @@ def _sets(words: list[str], key: str) -> bool:
     return False
 
 
-def _derive(owner: Namespace, key: str, value, source: str, target: str, default) -> None:
-    """Set a value derived from another setting, refusing a different one typed by hand."""
+def _default(class_path: str, key: str):
+    """The default of ``key`` in the constructor of ``class_path`` (``None`` where it has none)."""
+    parameter = inspect.signature(import_object(class_path)).parameters.get(key)
+    return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
+
+
+def _derive(owner: Namespace, key: str, value, source: str, target: str, class_path: str) -> None:
+    """Set a value derived from another setting, refusing a different one typed by hand (a value
+    other than the class's own default, which the parser fills in when nothing was typed)."""
     given = owner.get(key)
-    if given is not None and given != default and given != value:
+    if given is not None and given != _default(class_path, key) and given != value:
         raise ValueError(f"{target} is {given!r}, but {source} makes it {value!r}: it is derived, leave it out")
     owner[key] = value
 
@@ -108,10 +117,10 @@ def derive_settings(config: Namespace) -> None:
       jsonargparse's links do not reach init_args nested two classes deep in ``omegaconf+`` mode.
     """
     patch = list(config.data.patch_size)
-    backbone = config.get("model.net.init_args.backbone.init_args")
-    if backbone is not None and "spatial_dims" in backbone:
-        _derive(backbone, "spatial_dims", len(patch), "data.patch_size", "model.net.init_args.backbone.init_args.spatial_dims",
-                default=3)
+    backbone = config.get("model.net.init_args.backbone")
+    if backbone is not None and "spatial_dims" in backbone.init_args:
+        _derive(backbone.init_args, "spatial_dims", len(patch), "data.patch_size",
+                "model.net.init_args.backbone.init_args.spatial_dims", backbone.class_path)
     inferer = config.get("model.inferer")
     if inferer is not None and inferer.get("class_path", "").endswith("SliceInferer"):
         # SliceInferer's windows are 2D slices: a 3D patch cannot drive it

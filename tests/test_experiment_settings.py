@@ -142,3 +142,17 @@ def test_progress_is_a_rich_bar_on_a_terminal_and_log_lines_elsewhere(in_run_fol
     assert list(reported(range(3), 3, "counting", every_seconds=1e9)) == [0, 1, 2]
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == "counting: 0/3" and lines[-1].startswith("counting: 3/3") and len(lines) == 2
+
+
+def test_the_module_is_lean_and_the_cli_modules_do_not_import_each_other():
+    import subprocess
+    import sys
+
+    # predict builds experiments through the builder module, not through the fit/test CLI
+    code = "import sys, lightning_modules.predict_cli; print('lightning_modules.cli' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert result.stdout.strip() == "False"
+    # files, tables and pictures are callbacks; the module neither writes nor draws
+    module_source = (REPO / "lightning_modules" / "module.py").read_text()
+    for name in ("write_csv", "log_table", "log_image", "overlay_panel", "KeepLargestConnectedComponent"):
+        assert name not in module_source, name
