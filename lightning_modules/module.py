@@ -214,7 +214,7 @@ class CardiacSegmentationModule(L.LightningModule):
         self.results = frame
         return frame
 
-    def _log_tables(self, frame: pd.DataFrame, prefix: str) -> dict[str, float]:
+    def _log_metrics(self, frame: pd.DataFrame, prefix: str) -> dict[str, float]:
         """Log per task x center and per task x ID/OOD metrics, plus the mean ID Dice over tasks."""
         values: dict[str, float] = {}
         for row in aggregate.task_center_means(frame).itertuples():
@@ -236,12 +236,12 @@ class CardiacSegmentationModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         frame = self._epoch_frame()
         if not frame.empty and not self.trainer.sanity_checking:
-            self._log_tables(frame, "val")
+            self._log_metrics(frame, "val")
 
     def on_test_epoch_end(self) -> None:
         frame = self._epoch_frame()
         if not frame.empty:
-            self._log_tables(frame, "test")
+            self._log_metrics(frame, "test")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # the resolved experiment travels with the weights (a plain string: weights-only loading works)
