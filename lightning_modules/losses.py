@@ -83,3 +83,34 @@ class PartialLabelLoss(nn.Module):
             members.setdefault(groups[sample][prompt], []).append(index)
         terms = [self.pooled_dice(logits[index], target[index]) for index in members.values()]
         return torch.stack(terms).mean()
+
+    @torch.no_grad()
+    def parts(self, logits: torch.Tensor, target: torch.Tensor, prompt_mask: torch.Tensor,
+              groups: Sequence[Sequence[str]]) -> dict[str, torch.Tensor]:
+        """The loss of each group alone (``{"la/la": ..., "myops/scar": ...}``) and of each
+        task (the part of a group name before ``/``), from one pass over the batch: a task's
+        loss is the mean of its groups' Dice terms plus the BCE of its pairs, exactly what
+        ``forward`` gives for a batch of that task's samples alone. For logging, without gradients."""
+        pairs = prompt_mask.nonzero(as_tuple=False)
+        if not len(pairs):
+            return {}
+        chosen_logits = logits[pairs[:, 0], pairs[:, 1]].unsqueeze(1).float()
+        chosen_target = target[pairs[:, 0], pairs[:, 1]].unsqueeze(1).float()
+        bce = F.binary_cross_entropy_with_logits(chosen_logits, chosen_target, reduction="none").flatten(1).mean(1)
+        members: dict[str, list[int]] = {}
+        for index, (sample, prompt) in enumerate(pairs.tolist()):
+            members.setdefault(groups[sample][prompt], []).append(index)
+        dice = {name: (self.pooled_dice(chosen_logits[index], chosen_target[index]) if self.batch_dice
+                       else self.pair_dice(chosen_logits[index], chosen_target[index]).mean())
+                for name, index in members.items()}
+        tasks: dict[str, list[str]] = {}
+        for name in members:
+            tasks.setdefault(name.split("/")[0], []).append(name)
+        result = {}
+        for name, index in members.items():
+            result[name] = self.dice_weight * dice[name] + self.bce_weight * bce[index].mean()
+        for task, names in tasks.items():
+            index = [i for name in names for i in members[name]]
+            result[task] = (self.dice_weight * torch.stack([dice[n] for n in names]).mean()
+                            + self.bce_weight * bce[index].mean())
+        return result

@@ -136,11 +136,24 @@ class CardiacSegmentationModule(L.LightningModule):
             weights = torch.tensor([0.5 ** (len(outputs) - 1 - i) for i in range(len(outputs))])
             weights = (weights / weights.sum()).tolist()
             loss = sum(w * self.loss(o, batch["target"], batch["prompt_mask"], groups) for w, o in zip(weights, outputs))
+            logits = outputs[-1]
         else:
             logits = self.net(batch["image"], embeddings, padding)
             loss = self.loss(logits, batch["target"], batch["prompt_mask"], groups)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
+        self._log_group_losses(logits.detach(), batch, groups)
         return loss
+
+    def _log_group_losses(self, logits: torch.Tensor, batch: dict, groups: list[list[str]]) -> None:
+        """The (final-layer) loss of each task and of each task's structure in this batch, as
+        epoch means ``train/loss/<task>`` and ``train/loss/<task>/<structure>``: the total alone
+        hides a task or a structure that stops learning while the others go on."""
+        samples: dict[str, int] = {}
+        for task in batch["task"]:
+            samples[task] = samples.get(task, 0) + 1
+        for key, value in self.loss.parts(logits, batch["target"], batch["prompt_mask"], groups).items():
+            self.log(f"train/loss/{key}", value, on_step=False, on_epoch=True,
+                     batch_size=samples.get(key, samples.get(key.split("/")[0], 1)))
 
     # ---- whole-volume inference -----------------------------------------------------------
     def sliding_window(self, image: torch.Tensor, prompts: list[list[str | None]], slice_axis: int) -> torch.Tensor:

@@ -95,10 +95,16 @@ def test_run_progress_follows_steps_and_time():
 
 
 class RecordRun(Callback):
-    """Learning rate per optimizer step and the global steps at which validation ran."""
+    """Learning rate per optimizer step, the global steps at which validation ran, and the step
+    of ``last.ckpt`` as each epoch starts."""
 
     def __init__(self):
-        self.rates, self.validated_at = [], []
+        self.rates, self.validated_at, self.last_at_epoch_start = [], [], []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        paths = [c.last_model_path for c in trainer.checkpoint_callbacks if c.last_model_path]
+        if paths:
+            self.last_at_epoch_start.append(torch.load(paths[0], weights_only=True)["global_step"])
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
@@ -123,6 +129,10 @@ def test_overridden_run_length_gives_a_whole_schedule_and_a_final_validation(in_
     assert max(record.rates) == pytest.approx(lr, rel=0.2)
     assert cli.model.lr_schedulers().get_last_lr()[0] == pytest.approx(0.0, abs=1e-9)  # decayed to the end
     assert record.validated_at == [steps]  # once, after the last step, however the length was set
+    # the latest state is kept after every epoch, validated or not (2 steps per epoch), and at the end
+    assert record.last_at_epoch_start == [2, 4][:len(record.last_at_epoch_start)] and record.last_at_epoch_start
+    last = [c.last_model_path for c in cli.trainer.checkpoint_callbacks if c.last_model_path]
+    assert torch.load(last[0], weights_only=True)["global_step"] == steps
     printed = capsys.readouterr().out  # not a terminal: progress as plain lines
     assert "fit: up to" in printed and "epoch 1/" in printed and "validation: 2 batches" in printed
 

@@ -81,3 +81,52 @@ def test_false_positives_on_an_empty_patch_cost_less_with_batch_dice():
 def test_annotated_prompt_without_structure_key_raises():
     with pytest.raises(ValueError, match="no group name"):
         PartialLabelLoss()(torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 4, 4), torch.ones(1, 2, dtype=torch.bool), [["a"]])
+
+
+def test_training_logs_the_loss_of_each_task_and_structure(in_run_folder):
+    from datamodules import vocabulary
+    from lightning_modules.experiment import build_experiment
+    from tests.test_cli import CONFIG, SMALL
+
+    module = build_experiment(["--config", CONFIG, *SMALL, "--trainer.logger", "false"]).model
+    generator = torch.Generator().manual_seed(0)
+
+    def batch(samples):  # samples: (task, structures) pairs, padded to the longest prompt list
+        width = max(len(keys) for _, keys in samples)
+        prompts = [[vocabulary.prompt(k, "LGE") for k in keys] + [None] * (width - len(keys)) for _, keys in samples]
+        return {"image": torch.randn(len(samples), 1, 64, 64, generator=generator),
+                "target": (torch.rand(len(samples), width, 64, 64, generator=generator) > 0.8).float(),
+                "prompt_mask": torch.tensor([[p is not None for p in row] for row in prompts]), "prompts": prompts,
+                "task": [t for t, _ in samples], "structures": [tuple(keys) for _, keys in samples]}
+
+    def logged_by(step_batch):
+        logged = {}
+        module.log = lambda name, value, **kw: logged.__setitem__(name, float(value))
+        module.training_step(step_batch, 0)
+        return logged
+
+    module.eval()  # no dropout anywhere, but be explicit: the two passes must match
+    mixed = batch([("la", ["la"]), ("myops", ["lv", "myo", "scar"])])
+    logged = logged_by(mixed)
+    assert set(logged) == {"train/loss", "train/loss/la", "train/loss/la/la", "train/loss/myops",
+                           "train/loss/myops/lv", "train/loss/myops/myo", "train/loss/myops/scar"}
+    # a task's loss is its samples' loss alone, whatever else was in the batch
+    alone = {key: tensor[:1] if key in ("image", "prompt_mask") else tensor for key, tensor in mixed.items()}
+    alone = {**alone, "target": mixed["target"][:1, :1], "prompt_mask": mixed["prompt_mask"][:1, :1],
+             "prompts": [mixed["prompts"][0][:1]], "task": ["la"], "structures": [("la",)]}
+    assert logged_by(alone)["train/loss/la"] == pytest.approx(logged["train/loss/la"], rel=1e-4)
+
+
+def test_loss_parts_are_each_group_and_task_on_its_own():
+    torch.manual_seed(0)
+    loss = PartialLabelLoss()
+    logits, target = torch.randn(3, 3, 16, 16), (torch.rand(3, 3, 16, 16) > 0.7).float()
+    mask = torch.tensor([[True, False, False], [True, True, True], [True, True, True]])
+    groups = [["la/la", None, None], ["myops/lv", "myops/myo", "myops/scar"], ["myops/lv", "myops/myo", "myops/scar"]]
+    parts = loss.parts(logits, target, mask, groups)
+    assert set(parts) == {"la", "la/la", "myops", "myops/lv", "myops/myo", "myops/scar"}
+    assert parts["la"] == pytest.approx(float(loss(logits[:1, :1], target[:1, :1], mask[:1, :1], [["la/la"]])))
+    assert parts["myops"] == pytest.approx(float(loss(logits[1:], target[1:], mask[1:], groups[1:])))
+    only_scar = torch.zeros_like(mask)
+    only_scar[1:, 2] = True
+    assert parts["myops/scar"] == pytest.approx(float(loss(logits, target, only_scar, groups)))

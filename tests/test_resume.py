@@ -67,7 +67,8 @@ def test_killed_run_resumes_to_completion(in_run_folder):
     assert final["optimizer_states"][0]["state"]  # AdamW moments came back and went on
     assert final["lr_schedulers"][0]["last_epoch"] == STEPS  # the per-step schedule went on from where it was
     assert "Restoring states from the checkpoint path" in errors and "last.ckpt" in errors
-    steps = pd.read_csv(in_run_folder / "results" / "resume" / "run" / "metrics.csv").step.dropna()
+    logged = pd.read_csv(in_run_folder / "results" / "resume" / "run" / "metrics.csv")
+    steps = logged.dropna(subset=["train/loss"]).step  # step rows (epoch means share their epoch's last step)
     assert steps.is_unique and steps.max() == STEPS - 1  # one log of one run, no step trained twice
     configs = sorted(p.name for p in (in_run_folder / "results" / "resume" / "run").glob("config*.yaml"))
     assert configs == ["config-1.yaml", "config.yaml"]  # the first run's config is kept
