@@ -60,11 +60,7 @@ class PartialLabelLoss(nn.Module):
                              f"prompt_mask {tuple(prompt_mask.shape)}")
         if not prompt_mask.any():
             return logits.sum() * 0.0  # nothing annotated: a zero that keeps the graph
-        # selecting the annotated pairs (not multiplying by a mask) keeps the others' gradient
-        # exactly zero even where their terms would be inf/NaN
-        pairs = prompt_mask.nonzero(as_tuple=False)
-        chosen_logits = logits[pairs[:, 0], pairs[:, 1]].unsqueeze(1)  # [N, 1, *S]
-        chosen_target = target[pairs[:, 0], pairs[:, 1]].unsqueeze(1)
+        pairs, chosen_logits, chosen_target = self._annotated_pairs(logits, target, prompt_mask)
         loss = logits.new_zeros(())
         if self.dice_weight:
             loss = loss + self.dice_weight * self._dice(chosen_logits, chosen_target, pairs, groups)
@@ -72,17 +68,36 @@ class PartialLabelLoss(nn.Module):
             loss = loss + self.bce_weight * F.binary_cross_entropy_with_logits(chosen_logits, chosen_target)
         return loss
 
-    def _dice(self, logits: torch.Tensor, target: torch.Tensor, pairs: torch.Tensor,
-              groups: Sequence[Sequence[str | None]] | None) -> torch.Tensor:
-        if not self.batch_dice or groups is None:
-            return self.pair_dice(logits, target).mean()
+    @staticmethod
+    def _annotated_pairs(logits: torch.Tensor, target: torch.Tensor, prompt_mask: torch.Tensor):
+        """The annotated (sample, prompt) pairs ``[N, 2]`` and their logits and targets ``[N, 1, *S]``."""
+        # selecting the annotated pairs (not multiplying by a mask) keeps the others' gradient
+        # exactly zero even where their terms would be inf/NaN
+        pairs = prompt_mask.nonzero(as_tuple=False)
+        return pairs, logits[pairs[:, 0], pairs[:, 1]].unsqueeze(1), target[pairs[:, 0], pairs[:, 1]].unsqueeze(1)
+
+    @staticmethod
+    def _group_members(pairs: torch.Tensor, groups: Sequence[Sequence[str | None]]) -> dict[str, list[int]]:
+        """Group name -> indices (into ``pairs``) of its annotated pairs."""
         members: dict[str, list[int]] = {}
         for index, (sample, prompt) in enumerate(pairs.tolist()):
             if prompt >= len(groups[sample]) or groups[sample][prompt] is None:
                 raise ValueError(f"prompt {prompt} of sample {sample} is annotated but has no group name")
             members.setdefault(groups[sample][prompt], []).append(index)
-        terms = [self.pooled_dice(logits[index], target[index]) for index in members.values()]
-        return torch.stack(terms).mean()
+        return members
+
+    def _group_dice(self, logits: torch.Tensor, target: torch.Tensor, index: list[int]) -> torch.Tensor:
+        """The Dice term of one group's pairs: pooled over them (batch Dice) or their mean."""
+        if self.batch_dice:
+            return self.pooled_dice(logits[index], target[index])
+        return self.pair_dice(logits[index], target[index]).mean()
+
+    def _dice(self, logits: torch.Tensor, target: torch.Tensor, pairs: torch.Tensor,
+              groups: Sequence[Sequence[str | None]] | None) -> torch.Tensor:
+        if not self.batch_dice or groups is None:
+            return self.pair_dice(logits, target).mean()
+        members = self._group_members(pairs, groups)
+        return torch.stack([self._group_dice(logits, target, index) for index in members.values()]).mean()
 
     @torch.no_grad()
     def parts(self, logits: torch.Tensor, target: torch.Tensor, prompt_mask: torch.Tensor,
@@ -91,18 +106,12 @@ class PartialLabelLoss(nn.Module):
         task (the part of a group name before ``/``), from one pass over the batch: a task's
         loss is the mean of its groups' Dice terms plus the BCE of its pairs, exactly what
         ``forward`` gives for a batch of that task's samples alone. For logging, without gradients."""
-        pairs = prompt_mask.nonzero(as_tuple=False)
+        pairs, chosen_logits, chosen_target = self._annotated_pairs(logits.float(), target.float(), prompt_mask)
         if not len(pairs):
             return {}
-        chosen_logits = logits[pairs[:, 0], pairs[:, 1]].unsqueeze(1).float()
-        chosen_target = target[pairs[:, 0], pairs[:, 1]].unsqueeze(1).float()
         bce = F.binary_cross_entropy_with_logits(chosen_logits, chosen_target, reduction="none").flatten(1).mean(1)
-        members: dict[str, list[int]] = {}
-        for index, (sample, prompt) in enumerate(pairs.tolist()):
-            members.setdefault(groups[sample][prompt], []).append(index)
-        dice = {name: (self.pooled_dice(chosen_logits[index], chosen_target[index]) if self.batch_dice
-                       else self.pair_dice(chosen_logits[index], chosen_target[index]).mean())
-                for name, index in members.items()}
+        members = self._group_members(pairs, groups)
+        dice = {name: self._group_dice(chosen_logits, chosen_target, index) for name, index in members.items()}
         tasks: dict[str, list[str]] = {}
         for name in members:
             tasks.setdefault(name.split("/")[0], []).append(name)

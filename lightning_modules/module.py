@@ -12,7 +12,6 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.cli import OptimizerCallable
 from monai.inferers import Inferer, SliceInferer, SlidingWindowInferer
 
@@ -23,7 +22,7 @@ from lightning_modules.distributed import gather_rows
 from lightning_modules.losses import PartialLabelLoss
 from lightning_modules.metrics import score_case
 from lightning_modules.postprocessing import PostProcessing
-from lightning_modules.schedules import RunLengthSchedule
+from lightning_modules.schedules import RunLengthSchedule, time_budget
 from networks.fixed_head import FixedHeadSegmenter
 from networks.segmenter import PromptSegmenter
 
@@ -117,11 +116,10 @@ class CardiacSegmentationModule(L.LightningModule):
         total = self.trainer.estimated_stepping_batches
         if math.isfinite(total) and total > 0:
             shares.append(step / total)
-        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
-        remaining = timer.time_remaining() if timer is not None else None
-        if remaining is not None:
+        timer = time_budget(self.trainer)
+        if timer is not None:
             elapsed = timer.time_elapsed()
-            shares.append(elapsed / max(elapsed + remaining, 1e-9))
+            shares.append(elapsed / max(elapsed + timer.time_remaining(), 1e-9))
         if not shares:
             raise ValueError("lr_schedule follows the run length: set trainer.max_epochs, max_steps or max_time")
         return min(max(shares), 1.0)

@@ -15,6 +15,13 @@ import math
 from typing import Callable, Literal
 
 import torch
+from lightning.pytorch.callbacks import Timer
+
+
+def time_budget(trainer) -> Timer | None:
+    """The ``Timer`` Lightning adds for ``max_time`` (``None`` when the run has no time limit)."""
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    return timer if timer is not None and timer.time_remaining() is not None else None
 
 
 class RunLengthSchedule:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from lightning.pytorch.callbacks import Callback, Timer
+from lightning.pytorch.callbacks import Callback
+
+from lightning_modules.schedules import time_budget
 
 
 class ValidationSchedule(Callback):
@@ -39,8 +41,8 @@ class ValidationSchedule(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         ends = trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step
-        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-        if timer is not None and timer.time_remaining() is not None:
+        timer = time_budget(trainer)
+        if timer is not None:
             # the clocks of DDP ranks differ: rank 0 decides for all, as Lightning's Timer does
             ends = ends or bool(trainer.strategy.broadcast(timer.time_remaining() <= 0))
         if ends:

@@ -16,6 +16,10 @@ from torch import nn
 PROBE_SIZES = (64, 128)
 
 
+class FeatureLayerError(ValueError):
+    """A named feature layer gave no single tensor: a configuration error, not a probe-size one."""
+
+
 def first_convolution(backbone: nn.Module) -> nn.Module:
     """The backbone's first 2D or 3D convolution (it fixes input channels and dimensionality)."""
     for module in backbone.modules():
@@ -37,7 +41,7 @@ def run_with_hooks(backbone: nn.Module, image: torch.Tensor, layers: list[str]) 
             handle.remove()
     bad = [name for name in layers if not isinstance(captured.get(name), torch.Tensor)]
     if bad:
-        raise ValueError(f"backbone submodules {bad} did not return one feature tensor during the forward pass")
+        raise FeatureLayerError(f"backbone submodules {bad} did not return one feature tensor during the forward pass")
     return output, [captured[name] for name in layers]
 
 
@@ -56,9 +60,9 @@ def feature_channels(backbone: nn.Module, layers: list[str]) -> tuple[int, list[
             try:
                 with torch.no_grad():
                     output, stages = run_with_hooks(backbone, image, layers)
-            except (RuntimeError, ValueError) as err:
-                if "did not return one feature tensor" in str(err):
-                    raise
+            except FeatureLayerError:
+                raise
+            except (RuntimeError, ValueError) as err:  # too small for this network: try the next size
                 failures.append(f"{size}: {err}")
                 continue
             return output.shape[1], [stage.shape[1] for stage in stages]

@@ -74,11 +74,6 @@ def _same(printed, value) -> bool:
         return str(printed).strip() == str(value)
 
 
-def _at(config, key: str):
-    """The parsed value of a dotted sweep key (``model.optimizer.init_args.lr``)."""
-    return config.get(key)
-
-
 def step_once(cli) -> None:
     """One training step (finite loss, gradients reach the backbone) and one whole-volume
     inference on a volume slightly larger than a patch, on a synthetic whole-heart case."""
@@ -157,5 +152,5 @@ def test_every_sweep_point_builds_trains_a_step_and_infers(path, in_run_folder, 
         cli = build_experiment([*words[2:], *SHRINK[base], "--trainer.logger", "false",
                                 "--trainer.default_root_dir", str(in_run_folder)])
         for key, value in point.items():  # the override reached the parsed config
-            assert _same(_at(cli.config, key), value), f"{path.name}: {key}={value} not in the config"
+            assert _same(cli.config.get(key), value), f"{path.name}: {key}={value} not in the config"
         step_once(cli)
