@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torchio as tio
 
 from datamodules import vocabulary
+from datamodules.preprocessing import PAD_VALUE
 
 
 @dataclass
@@ -71,7 +72,7 @@ class Augmentation:
         if flip:
             extra.append(tio.RandomFlip(axes=in_plane, flip_probability=0.5, copy=False))
         return tio.Compose([*extra,
-            tio.RandomAffine(scales=tuple(scales), degrees=tuple(degrees), default_pad_value="minimum", **options),
+            tio.RandomAffine(scales=tuple(scales), degrees=tuple(degrees), default_pad_value=PAD_VALUE, **options),
             tio.RandomBiasField(coefficients=self.bias_field, **options),
             tio.RandomGamma(log_gamma=self.log_gamma, **options),
             tio.RandomBlur(std=(0, self.blur_std), **options),

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from datamodules import vocabulary
 from datamodules.augmentation import Augmentation
-from datamodules.preprocessing import PreprocessedCase
+from datamodules.preprocessing import PAD_VALUE, PreprocessedCase
 from datamodules.prompts import prompt_fields
 from datamodules.sampling import PatchDraw
 
@@ -59,7 +59,8 @@ class PatchDataset(Dataset):
         return tuple(1 if axis == case.slice_axis else next(in_plane) for axis in range(3))
 
     def subject(self, index: int) -> tio.Subject:
-        """The case as a TorchIO subject, padded up to the patch size, with a map of structure
+        """The case as a TorchIO subject, padded up to the patch size (with ``PAD_VALUE``, as
+        the inferers pad), with a map of structure
         indices (1..K; a structure nested in another, like scar in myocardium, overwrites it)."""
         if index not in self._subjects:
             case = self.cases[index]
@@ -77,7 +78,8 @@ class PatchDataset(Dataset):
             shortfall = [max(p - s, 0) for p, s in zip(self.box(case), subject.spatial_shape)]
             if any(shortfall):
                 padding = [v for d in shortfall for v in (d // 2, d - d // 2)]
-                subject = tio.Pad(padding, padding_mode="minimum")(subject)
+                # image and maps alike: label and structure maps pad with 0 (background) too
+                subject = tio.Pad(padding, padding_mode=PAD_VALUE)(subject)
             self._subjects[index] = subject
         return self._subjects[index]
 

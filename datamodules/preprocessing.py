@@ -12,6 +12,15 @@ from datamodules import vocabulary
 from datamodules.case import Case
 from datamodules.geometry import resampled_spacing, slice_axis, spacing_of
 
+# The value normalised images are padded with wherever a patch or window reaches past the volume:
+# in training patches (PatchDataset), in rotated patch corners (Augmentation) and by MONAI's
+# inferers (their ``cval``, 0 by default), as nnU-Net pads with 0 in both. It must be one value:
+# LA volumes at 1.25 mm are ~95x72 voxels, so a quarter of each 96x96 slice is padding, and a
+# model trained on slices padded with the volume's minimum (about -1.7 after z-scoring) but run
+# on slices padded with 0 found 8-22 ml of 32-68 ml atria (validation Dice 0.45; 0.79 with the
+# same weights and matching padding; benchmarks/RESULTS.md, issue 13).
+PAD_VALUE = 0.0
+
 
 @dataclass
 class PreprocessedCase:

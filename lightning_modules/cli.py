@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from datamodules.checks import problems_of, summary_table
+from datamodules.planning import plan
 from datamodules.phantoms import write_phantoms
 from lightning_modules.experiment import build_experiment, run_cli
 
@@ -34,7 +35,8 @@ def phantoms_main(argv: list[str]) -> int:
 
 def check_main(argv: list[str]) -> int:
     """``care-cardiac check --config EXP.yaml [overrides]``: check every file of the experiment's
-    sources, print one table per task x center, exit 1 listing all problems when any."""
+    sources, print one table per task x center and the data's plan (``datamodules.planning``),
+    exit 1 listing all problems when any."""
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: care-cardiac check --config EXPERIMENT.yaml [--data.* overrides]\n"
               "Checks every image and label of the experiment's sources and prints a table per task x center.")
@@ -48,8 +50,14 @@ def check_main(argv: list[str]) -> int:
         print(err, file=sys.stderr)
         return 1
     table = summary_table(reports)
+    data = cli.datamodule
+    planned = plan(reports, data.preprocessing, list(data.patch_size))
     with pd.option_context("display.max_columns", None, "display.width", 200):
         print(table.to_string(index=False))
+        if not planned.empty:
+            print("\nplan from the training cases (nnU-Net's rules) next to this experiment's settings "
+                  "(data.preprocessing.target_spacing, data.patch_size):")
+            print(planned.to_string(index=False))
     problems = problems_of(reports)
     if problems:
         print(f"\n{len(problems)} problem(s):", *problems, sep="\n  ", file=sys.stderr)

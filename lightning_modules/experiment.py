@@ -23,6 +23,7 @@ from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from datamodules.datamodule import CareDataModule
+from datamodules.preprocessing import PAD_VALUE
 from lightning_modules.module import CardiacSegmentationModule
 from lightning_modules.progress import progress_bar
 from lightning_modules.reporting import ResultTables, WandbOverlays
@@ -115,6 +116,7 @@ def derive_settings(config: Namespace) -> None:
     - ``model.net.init_args.backbone.init_args.spatial_dims`` = the number of ``data.patch_size``
       entries (2: a 2D model applied slice by slice, 3: a 3D model). Done here because
       jsonargparse's links do not reach init_args nested two classes deep in ``omegaconf+`` mode.
+    - The inferer matches the patch (slices for 2D, windows for 3D) and pads as training did.
     """
     patch = list(config.data.patch_size)
     backbone = config.get("model.net.init_args.backbone")
@@ -130,6 +132,13 @@ def derive_settings(config: Namespace) -> None:
     elif inferer is not None and len(patch) == 2:
         raise ValueError(f"model.inferer is {inferer.get('class_path')}, but data.patch_size {patch} is 2D; "
                          "use monai.inferers.SliceInferer (spatial_dim: 2) for 2D patches")
+    if inferer is not None:
+        # windows past the volume must be filled as training patches were (PAD_VALUE)
+        options = inferer.get("init_args") or Namespace()
+        if options.get("padding_mode") not in (None, "constant") or options.get("cval") not in (None, PAD_VALUE):
+            raise ValueError(f"model.inferer pads with padding_mode={options.get('padding_mode')!r}, "
+                             f"cval={options.get('cval')!r}, but training patches are padded with the constant "
+                             f"{PAD_VALUE} (datamodules.preprocessing.PAD_VALUE): leave both out")
 
 
 class LoggedConfigCallback(SaveConfigCallback):

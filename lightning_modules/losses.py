@@ -31,10 +31,14 @@ class PartialLabelLoss(nn.Module):
         smooth: Dice smoothing (numerator and denominator); 1 keeps empty targets well behaved.
         batch_dice: pool Dice per group over the batch when group names are given; False
             scores every (sample, prompt) pair on its own.
+        task_balance: weigh tasks equally (the part of a group name before ``/``): the Dice
+            term is the mean over tasks of each task's mean group Dice, and the BCE the mean
+            over tasks of each task's pixel mean. False: every group counts once and every
+            pixel once, so a 3-structure task outweighs a 1-structure one 3:1 in a mixed batch.
     """
 
     def __init__(self, dice_weight: float = 1.0, bce_weight: float = 1.0, smooth: float = 1.0,
-                 batch_dice: bool = True):
+                 batch_dice: bool = True, task_balance: bool = False):
         super().__init__()
         if dice_weight < 0 or bce_weight < 0 or dice_weight + bce_weight == 0:
             raise ValueError(f"loss weights must be >= 0 and not both 0, got {dice_weight}, {bce_weight}")
@@ -43,6 +47,7 @@ class PartialLabelLoss(nn.Module):
         self.dice_weight = dice_weight
         self.bce_weight = bce_weight
         self.batch_dice = batch_dice
+        self.task_balance = task_balance
         self.pair_dice = DiceLoss(sigmoid=True, reduction="none", smooth_nr=smooth, smooth_dr=smooth)
         self.pooled_dice = DiceLoss(sigmoid=True, batch=True, smooth_nr=smooth, smooth_dr=smooth)
 
@@ -61,12 +66,36 @@ class PartialLabelLoss(nn.Module):
         if not prompt_mask.any():
             return logits.sum() * 0.0  # nothing annotated: a zero that keeps the graph
         pairs, chosen_logits, chosen_target = self._annotated_pairs(logits, target, prompt_mask)
+        if self.task_balance and groups is not None:
+            # a task's loss is exactly what parts() reports for it; tasks then count equally
+            return torch.stack(list(self._task_losses(chosen_logits, chosen_target, pairs, groups).values())).mean()
         loss = logits.new_zeros(())
         if self.dice_weight:
             loss = loss + self.dice_weight * self._dice(chosen_logits, chosen_target, pairs, groups)
         if self.bce_weight:
             loss = loss + self.bce_weight * F.binary_cross_entropy_with_logits(chosen_logits, chosen_target)
         return loss
+
+    def _task_losses(self, logits: torch.Tensor, target: torch.Tensor, pairs: torch.Tensor,
+                     groups: Sequence[Sequence[str | None]], with_groups: bool = False) -> dict[str, torch.Tensor]:
+        """Each task's loss (mean of its groups' Dice terms plus the BCE of its pairs), and with
+        ``with_groups`` each group's (its Dice term plus its pairs' BCE)."""
+        members = self._group_members(pairs, groups)
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).mean(1)
+        dice = {name: self._group_dice(logits, target, index) for name, index in members.items()} \
+            if self.dice_weight else {name: logits.new_zeros(()) for name in members}
+        tasks: dict[str, list[str]] = {}
+        for name in members:
+            tasks.setdefault(name.split("/")[0], []).append(name)
+        result = {}
+        if with_groups:
+            for name, index in members.items():
+                result[name] = self.dice_weight * dice[name] + self.bce_weight * bce[index].mean()
+        for task, names in tasks.items():
+            index = [i for name in names for i in members[name]]
+            result[task] = (self.dice_weight * torch.stack([dice[n] for n in names]).mean()
+                            + self.bce_weight * bce[index].mean())
+        return result
 
     @staticmethod
     def _annotated_pairs(logits: torch.Tensor, target: torch.Tensor, prompt_mask: torch.Tensor):
@@ -109,17 +138,4 @@ class PartialLabelLoss(nn.Module):
         pairs, chosen_logits, chosen_target = self._annotated_pairs(logits.float(), target.float(), prompt_mask)
         if not len(pairs):
             return {}
-        bce = F.binary_cross_entropy_with_logits(chosen_logits, chosen_target, reduction="none").flatten(1).mean(1)
-        members = self._group_members(pairs, groups)
-        dice = {name: self._group_dice(chosen_logits, chosen_target, index) for name, index in members.items()}
-        tasks: dict[str, list[str]] = {}
-        for name in members:
-            tasks.setdefault(name.split("/")[0], []).append(name)
-        result = {}
-        for name, index in members.items():
-            result[name] = self.dice_weight * dice[name] + self.bce_weight * bce[index].mean()
-        for task, names in tasks.items():
-            index = [i for name in names for i in members[name]]
-            result[task] = (self.dice_weight * torch.stack([dice[n] for n in names]).mean()
-                            + self.bce_weight * bce[index].mean())
-        return result
+        return self._task_losses(chosen_logits, chosen_target, pairs, groups, with_groups=True)

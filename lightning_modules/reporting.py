@@ -27,8 +27,9 @@ def wandb_logger(trainer) -> WandbLogger | None:
 class ResultTables(Callback):
     """After ``test``: ``test_cases.csv`` (one row per case and structure), ``test_centers.csv``
     and ``leaderboard.csv`` (task x ID/OOD) in the run folder, the leaderboard printed, and the
-    tables (plus the CSV as a run file) in W&B; after each validation, the per-case table in W&B.
-    It reads the rows the module gathered over every DDP rank (``module.results``).
+    tables (plus the CSV as a run file) in W&B; after each validation, ``val_cases/step-<N>.csv``
+    in the run folder (one file per validation, so a run's history stays readable without W&B)
+    and the per-case table in W&B. It reads the rows the module gathered over every DDP rank (``module.results``).
 
     Args:
         leaderboard_path: after ``test``, also write the leaderboard here (the run folder always
@@ -40,10 +41,17 @@ class ResultTables(Callback):
 
     def on_validation_end(self, trainer, pl_module) -> None:
         frame = getattr(pl_module, "results", None)
-        logger = wandb_logger(trainer)
-        if trainer.sanity_checking or frame is None or frame.empty or logger is None or not trainer.is_global_zero:
+        if trainer.sanity_checking or frame is None or frame.empty:
             return
-        logger.log_table("val/cases", dataframe=frame, step=trainer.global_step)
+        # log_dir is a collective under DDP (rank 0 broadcasts it): every rank must ask
+        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        if not trainer.is_global_zero:
+            return
+        write_csv_atomic(frame.assign(epoch=trainer.current_epoch, step=trainer.global_step),
+                         run_dir / "val_cases" / f"step-{trainer.global_step}.csv")
+        logger = wandb_logger(trainer)
+        if logger is not None:
+            logger.log_table("val/cases", dataframe=frame, step=trainer.global_step)
 
     def on_test_end(self, trainer, pl_module) -> None:
         frame = getattr(pl_module, "results", None)

@@ -74,6 +74,7 @@ def test_check_prints_a_table_per_task_and_center(in_run_folder, capsys):
     for center in ("la_utah", "whs_ct_a", "whs_mr_b", "myops_c3"):
         assert center in out
     assert "spacing_mm" in out and "no problems" in out
+    assert "whole_fov_patch_2d" in out  # the plan from the training cases
 
 
 def test_check_exits_nonzero_listing_every_broken_file(in_run_folder, phantom_root, tmp_path, capsys):
@@ -122,6 +123,7 @@ def test_real_samples_experiment_checks_clean_and_trains(in_run_folder, sample_d
     assert main(["check", "--config", real]) == 0
     out = capsys.readouterr().out
     assert "la_real" in out and "myops_real" in out and "C0" in out and "0.62" in out  # LA at 0.625 mm
+    assert "96 x 72" in out and "283 x 279" in out  # median in-plane field of view at 1.25 mm: LA, MyoPS
     main(["fit", "--config", real, *SMALL, *CSV_ONLY, "--trainer.fast_dev_run", "1"])
     assert len(list((in_run_folder / "cache" / "volumes").glob("*.pt"))) == 16 + 4 + 20 + 5 + 5  # train + val
 

@@ -53,7 +53,8 @@ def test_decoder_sizes_follow_the_backbone_and_prompt_encoder(in_run_folder):
     (["--model.inferer.init_args.roi_size", "[32, 32]"], "roi_size"),
     (["--model.net.init_args.backbone.init_args.spatial_dims", "1"], "data.patch_size makes it 2"),
     (["--data.patch_size", "[64, 64, 64]"], "SliceInferer"),
-], ids=["decoder-channels", "inferer-window", "backbone-dims", "3d-patch-2d-inferer"])
+    (["--model.inferer.init_args.cval", "-1.5"], "training patches are padded with the constant 0.0"),
+], ids=["decoder-channels", "inferer-window", "backbone-dims", "3d-patch-2d-inferer", "inferer-padding"])
 def test_a_derived_setting_typed_by_hand_is_refused_naming_both(in_run_folder, capsys, override, message):
     with pytest.raises(SystemExit) as stop:
         main(["fit", "--config", CONFIG, *override, *NO_LOGGER, "--trainer.fast_dev_run", "1"])

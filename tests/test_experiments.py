@@ -100,7 +100,7 @@ def step_once(cli) -> None:
 # Each base experiment with the overrides that shrink it to a CPU test (same components)
 SHRINK = {
     "phantoms.yaml": ["--model.net.init_args.backbone.init_args.depths", "[1, 1, 1, 1]"],
-    "real_samples.yaml": ["--model.net.init_args.backbone.init_args.depths", "[1, 1, 1, 1]"],
+    "real_samples.yaml": ["--model.net.init_args.backbone.init_args.base_filters", "8"],
     "care_unified.yaml": ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto",
                           "--model.net.init_args.backbone.init_args.feature_size", "12",
                           "--model.net.init_args.backbone.init_args.depths", "[1, 1, 1, 1]",
@@ -110,7 +110,9 @@ SHRINK = {
 COMBINATIONS = [("phantoms.yaml",), ("phantoms.yaml", "fixed_head.yaml"), ("phantoms.yaml", "multiscale_decoder.yaml"),
                 ("real_samples.yaml",), ("care_unified.yaml",), ("care_unified.yaml", "baselines/la.yaml"),
                 ("care_unified.yaml", "baselines/whs.yaml"), ("care_unified.yaml", "baselines/myops.yaml"),
-                ("care_unified.yaml", "multiscale_decoder.yaml")]
+                ("care_unified.yaml", "multiscale_decoder.yaml"),
+                *[("real_samples.yaml", f"backbones/{p.name}") for p in sorted((REPO / "experiments" / "backbones").glob("*.yaml"))],
+                ("care_unified.yaml", "backbones/plain_unet.yaml")]
 
 
 @pytest.mark.slow
@@ -118,7 +120,12 @@ COMBINATIONS = [("phantoms.yaml",), ("phantoms.yaml", "fixed_head.yaml"), ("phan
 def test_every_experiment_builds_trains_a_step_and_infers(names, in_run_folder, monkeypatch):
     monkeypatch.chdir(REPO)  # the variants are documented with paths relative to the repository
     configs = [word for name in names for word in ("--config", f"experiments/{name}")]
-    cli = build_experiment([*configs, *SHRINK[names[0]], "--trainer.logger", "false",
+    shrink = SHRINK[names[0]]
+    if any(name.startswith("backbones/") for name in names):
+        # a backbone variant replaces the network the base's backbone overrides are written for
+        pairs = list(zip(shrink[::2], shrink[1::2]))
+        shrink = [word for key, value in pairs if ".backbone.init_args." not in key for word in (key, value)]
+    cli = build_experiment([*configs, *shrink, "--trainer.logger", "false",
                             "--trainer.default_root_dir", str(in_run_folder)])
     if len(names) > 1 and names[1].startswith("baselines/"):
         task = names[1].split("/")[1].removesuffix(".yaml")

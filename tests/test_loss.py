@@ -130,3 +130,17 @@ def test_loss_parts_are_each_group_and_task_on_its_own():
     only_scar = torch.zeros_like(mask)
     only_scar[1:, 2] = True
     assert parts["myops/scar"] == pytest.approx(float(loss(logits, target, only_scar, groups)))
+
+
+def test_task_balance_weighs_each_task_once_whatever_its_structure_count():
+    torch.manual_seed(0)
+    logits, target = torch.randn(3, 3, 16, 16, requires_grad=True), (torch.rand(3, 3, 16, 16) > 0.7).float()
+    mask = torch.tensor([[True, False, False], [True, True, True], [True, True, True]])
+    groups = [["la/la", None, None], ["myops/lv", "myops/myo", "myops/scar"], ["myops/lv", "myops/myo", "myops/scar"]]
+    balanced, plain = PartialLabelLoss(task_balance=True), PartialLabelLoss()
+    parts = plain.parts(logits, target, mask, groups)
+    assert float(balanced(logits, target, mask, groups)) == pytest.approx((parts["la"] + parts["myops"]) / 2)
+    # the default counts groups and pixels: the LA pair is 1 of 4 Dice groups and 1 of 7 BCE pairs
+    assert float(plain(logits, target, mask, groups)) != pytest.approx(float(balanced(logits, target, mask, groups)))
+    balanced(logits, target, mask, groups).backward()
+    assert logits.grad[0, 1:].abs().sum() == 0  # unannotated prompts still get exactly zero gradient

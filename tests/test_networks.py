@@ -222,3 +222,16 @@ def test_an_embedding_depends_on_its_text_alone(encoder):
     with_others = TextPromptEncoder().text_embeddings(
         ["left atrial blood pool", "a much longer prompt naming the trunk of the pulmonary artery in CT"])[0]
     assert torch.equal(alone, with_others)
+
+
+@pytest.mark.parametrize("dims, size", [(2, 96), (3, 32)])
+def test_plain_unet_follows_nnunet_widths_and_keeps_the_input_size(dims, size):
+    from networks.unet import PlainUNet
+
+    net = PlainUNet(spatial_dims=dims, out_channels=8, levels=5, base_filters=4, max_filters=16)
+    assert net.filters == [4, 8, 16, 16, 16] and list(net.strides) == [1, 2, 2, 2, 2]
+    assert net(torch.zeros(1, 1, *[size] * dims)).shape == (1, 8, *[size] * dims)
+    with pytest.raises(ValueError, match="levels"):
+        PlainUNet(levels=1)
+    with pytest.raises(ValueError, match="base_filters"):
+        PlainUNet(base_filters=64, max_filters=32)
