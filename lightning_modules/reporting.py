@@ -28,7 +28,8 @@ class ResultTables(Callback):
     """After ``test``: ``test_cases.csv`` (one row per case and structure), ``test_centers.csv``
     and ``leaderboard.csv`` (task x ID/OOD) in the run folder, the leaderboard printed, and the
     tables (plus the CSV as a run file) in W&B; after each validation, ``val_cases/step-<N>.csv``
-    in the run folder (one file per validation, so a run's history stays readable without W&B)
+    in the run folder (one new file per validation, never overwritten, so a run's history
+    stays readable without W&B)
     and the per-case table in W&B. It reads the rows the module gathered over every DDP rank (``module.results``).
 
     Args:
@@ -47,8 +48,12 @@ class ResultTables(Callback):
         run_dir = Path(trainer.log_dir or trainer.default_root_dir)
         if not trainer.is_global_zero:
             return
-        write_csv_atomic(frame.assign(epoch=trainer.current_epoch, step=trainer.global_step),
-                         run_dir / "val_cases" / f"step-{trainer.global_step}.csv")
+        # a `validate` of a checkpoint runs at step 0, and may be repeated into the same run folder
+        path, number = run_dir / "val_cases" / f"step-{trainer.global_step}.csv", 0
+        while path.exists():
+            number += 1
+            path = path.with_name(f"step-{trainer.global_step}-{number}.csv")
+        write_csv_atomic(frame.assign(epoch=trainer.current_epoch, step=trainer.global_step), path)
         logger = wandb_logger(trainer)
         if logger is not None:
             logger.log_table("val/cases", dataframe=frame, step=trainer.global_step)

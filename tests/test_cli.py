@@ -30,6 +30,19 @@ def test_fit_fast_dev_run(in_run_folder):
 
 
 @pytest.mark.slow
+def test_every_validation_keeps_its_case_table_in_the_run_folder(in_run_folder):
+    args = ["validate", "--config", CONFIG, *SMALL, *CSV_ONLY, "--trainer.logger.version", "v",
+            "--trainer.limit_val_batches", "2"]
+    main(args)
+    main(args)  # the same run folder again: a second file, the first one kept
+    tables = sorted((in_run_folder / "results" / "lightning_logs" / "v" / "val_cases").glob("*.csv"))
+    assert [t.name for t in tables] == ["step-0-1.csv", "step-0.csv"]
+    for table in tables:
+        rows = pd.read_csv(table)
+        assert rows.uid.nunique() == 2 and {"structure", "dice", "hd95", "epoch", "step"} <= set(rows.columns)
+
+
+@pytest.mark.slow
 def test_test_writes_one_row_per_case_and_structure(in_run_folder, phantom_root, capsys):
     main(["test", "--config", CONFIG, *SMALL, *CSV_ONLY, "--results.leaderboard_path", "board/leaderboard.csv"])
     printed = capsys.readouterr()
@@ -124,7 +137,8 @@ def test_real_samples_experiment_checks_clean_and_trains(in_run_folder, sample_d
     out = capsys.readouterr().out
     assert "la_real" in out and "myops_real" in out and "C0" in out and "0.62" in out  # LA at 0.625 mm
     assert "96 x 72" in out and "283 x 279" in out  # median in-plane field of view at 1.25 mm: LA, MyoPS
-    main(["fit", "--config", real, *SMALL, *CSV_ONLY, "--trainer.fast_dev_run", "1"])
+    small = [*SMALL[:4], "--model.net.init_args.backbone.init_args.base_filters", "8"]  # its encoder is a U-Net
+    main(["fit", "--config", real, *small, *CSV_ONLY, "--trainer.fast_dev_run", "1"])
     assert len(list((in_run_folder / "cache" / "volumes").glob("*.pt"))) == 16 + 4 + 20 + 5 + 5  # train + val
 
 
