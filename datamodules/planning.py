@@ -16,7 +16,7 @@ import pandas as pd
 
 from datamodules import vocabulary
 from datamodules.checks import CaseReport
-from datamodules.geometry import STACK_RATIO
+from datamodules.geometry import slice_axis
 from datamodules.preprocessing import Preprocessing
 
 # a 2D patch side is rounded up to a multiple of this: 5 stride-2 downsamplings (PlainUNet's
@@ -32,7 +32,7 @@ def fingerprint(reports: list[CaseReport]) -> pd.DataFrame:
         if report.case.split != "train" or report.spacing is None or report.shape is None:
             continue
         spacing, shape = np.asarray(report.spacing, float), np.asarray(report.shape, int)
-        thick = int(np.argmax(spacing)) if spacing.max() > STACK_RATIO * spacing.min() else 2
+        thick = slice_axis(spacing)  # a stack's thick axis, else the axial one
         plane = [axis for axis in range(3) if axis != thick]
         extent = sorted((shape[plane] * spacing[plane]).tolist(), reverse=True)
         rows.append({"task": report.case.task, "in_plane_mm": float(np.min(spacing[plane])),

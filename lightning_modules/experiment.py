@@ -27,6 +27,7 @@ from datamodules.preprocessing import PAD_VALUE
 from lightning_modules.module import CardiacSegmentationModule
 from lightning_modules.progress import progress_bar
 from lightning_modules.reporting import ResultTables, WandbOverlays
+from lightning_modules.results_io import unused_path
 
 PARSER_MODE = "omegaconf+"
 # experiment YAMLs write absolute interpolation paths (${trainer.max_epochs}); omegaconf+ resolves
@@ -152,10 +153,7 @@ class LoggedConfigCallback(SaveConfigCallback):
             if log_dir is not None:
                 # a resumed run (same run folder) keeps the config it started with and adds
                 # config-1.yaml, config-2.yaml...: nothing of the first run is overwritten
-                stem, name, number = Path(self.config_filename).stem, self.config_filename, 0
-                while (Path(log_dir) / name).exists():
-                    number += 1
-                    name = f"{stem}-{number}.yaml"
+                name = unused_path(Path(log_dir) / self.config_filename).name
                 self.config_filename = trainer.strategy.broadcast(name)
         super().setup(trainer, pl_module, stage)
 

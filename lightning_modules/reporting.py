@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from datamodules.geometry import spacing_of
 from lightning_modules import aggregate
 from lightning_modules.overlays import overlay_panel
-from lightning_modules.results_io import write_csv_atomic
+from lightning_modules.results_io import unused_path, write_csv_atomic
 
 
 def wandb_logger(trainer) -> WandbLogger | None:
@@ -29,8 +29,8 @@ class ResultTables(Callback):
     and ``leaderboard.csv`` (task x ID/OOD) in the run folder, the leaderboard printed, and the
     tables (plus the CSV as a run file) in W&B; after each validation, ``val_cases/step-<N>.csv``
     in the run folder (one new file per validation, never overwritten, so a run's history
-    stays readable without W&B)
-    and the per-case table in W&B. It reads the rows the module gathered over every DDP rank (``module.results``).
+    stays readable without W&B) and the per-case table in W&B. It reads the rows the module
+    gathered over every DDP rank (``module.results``).
 
     Args:
         leaderboard_path: after ``test``, also write the leaderboard here (the run folder always
@@ -49,10 +49,7 @@ class ResultTables(Callback):
         if not trainer.is_global_zero:
             return
         # a `validate` of a checkpoint runs at step 0, and may be repeated into the same run folder
-        path, number = run_dir / "val_cases" / f"step-{trainer.global_step}.csv", 0
-        while path.exists():
-            number += 1
-            path = path.with_name(f"step-{trainer.global_step}-{number}.csv")
+        path = unused_path(run_dir / "val_cases" / f"step-{trainer.global_step}.csv")
         write_csv_atomic(frame.assign(epoch=trainer.current_epoch, step=trainer.global_step), path)
         logger = wandb_logger(trainer)
         if logger is not None:

@@ -24,6 +24,17 @@ def _write_atomic(path: str | os.PathLike, write) -> Path:
     return path
 
 
+def unused_path(path: str | os.PathLike) -> Path:
+    """``path`` if nothing is there yet, else the first free ``<stem>-1<suffix>``,
+    ``<stem>-2<suffix>``...: a rerun into the same folder adds a file instead of replacing one."""
+    path = candidate = Path(path)
+    number = 0
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+    return candidate
+
+
 def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``frame`` to ``path`` through a temporary file in the same folder and a rename."""
     return _write_atomic(path, lambda stream: frame.to_csv(stream, index=False, float_format="%.6g"))
