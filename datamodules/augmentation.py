@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torchio as tio
 
 from datamodules import vocabulary
+from datamodules.intensity_augmentation import RandomBrightnessContrast
 from datamodules.preprocessing import PAD_VALUE
 
 
@@ -29,6 +30,8 @@ class Augmentation:
         blur_std: upper bound of Gaussian blur SD in mm (resolution change).
         max_downsampling: in-plane resolution loss: downsample by up to this factor and back
             (TorchIO ``RandomAnisotropy``); 1 turns it off.
+        brightness: nnU-Net's multiplicative brightness range (+/- fraction; 0 turns it off).
+        contrast: nnU-Net's contrast factor range about the patch mean (+/- fraction; 0: off).
         flip_tasks: tasks whose patches may be mirrored in-plane (e.g. ``[la]``: one structure,
             no side to confuse).
     """
@@ -41,6 +44,8 @@ class Augmentation:
     noise_std: float = 0.1
     blur_std: float = 0.6
     max_downsampling: float = 2.0
+    brightness: float = 0.0
+    contrast: float = 0.0
     flip_tasks: list[str] = field(default_factory=list)
 
     def __post_init__(self):
@@ -49,6 +54,8 @@ class Augmentation:
         for name in ("rotation_degrees", "scale", "bias_field", "log_gamma", "noise_std", "blur_std"):
             if getattr(self, name) < 0:
                 raise ValueError(f"augmentation {name} must be >= 0, got {getattr(self, name)}")
+        if not (0 <= self.brightness < 1 and 0 <= self.contrast < 1):
+            raise ValueError(f"augmentation brightness and contrast must be in [0, 1), got {self.brightness}, {self.contrast}")
         if self.max_downsampling < 1:
             raise ValueError(f"augmentation max_downsampling must be >= 1, got {self.max_downsampling}")
         for key in self.flip_tasks:
@@ -75,6 +82,7 @@ class Augmentation:
             tio.RandomAffine(scales=tuple(scales), degrees=tuple(degrees), default_pad_value=PAD_VALUE, **options),
             tio.RandomBiasField(coefficients=self.bias_field, **options),
             tio.RandomGamma(log_gamma=self.log_gamma, **options),
+            *([RandomBrightnessContrast(self.brightness, self.contrast, **options)] if self.brightness or self.contrast else []),
             tio.RandomBlur(std=(0, self.blur_std), **options),
             tio.RandomNoise(std=(0, self.noise_std), **options),
         ], copy=False)

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 # bump when the preprocessing code changes what it writes, so old entries stop matching
 CACHE_FORMAT = 1
+# bump when the data check reports more (2: foreground intensity statistics), so each file is
+# read once more instead of its report lacking the new fields
+CHECK_FORMAT = 2
 
 
 def file_fingerprint(path: str | None) -> dict | None:
@@ -156,7 +159,7 @@ class CheckCache:
     def load_or_check(self, case: Case, check: Callable[[Case], dict]) -> dict:
         """``check(case)`` as a JSON-able dict, from the cache when the files are unchanged."""
         try:
-            identity = {"format": CACHE_FORMAT, "task": case.task, "layout": case.layout,
+            identity = {"format": CHECK_FORMAT, "task": case.task, "layout": case.layout,
                         "image": file_fingerprint(case.image), "label": file_fingerprint(case.label)}
         except OSError:
             return check(case)  # a missing file: nothing to key on, and the check reports it

@@ -37,6 +37,9 @@ class CaseReport:
         shape: spatial shape of the image.
         codes: label values present.
         volumes_ml: structure key -> volume in ml.
+        foreground_intensity: image intensities inside the annotated structures, as in the file
+            (before normalisation): 0.5th and 99.5th percentile, mean and standard deviation;
+            what nnU-Net's fingerprint derives CT normalisation from.
     """
 
     case: Case
@@ -45,6 +48,7 @@ class CaseReport:
     shape: tuple[int, ...] | None = None
     codes: tuple[int, ...] = ()
     volumes_ml: dict[str, float] = field(default_factory=dict)
+    foreground_intensity: tuple[float, float, float, float] | None = None
 
 
 def check_cases(cases: list[Case], cache=None, require_label: bool = True) -> list[CaseReport]:
@@ -60,13 +64,16 @@ def check_cases(cases: list[Case], cache=None, require_label: bool = True) -> li
         reports.append(CaseReport(case=case, problems=list(stored["problems"]),
                                   spacing=None if stored["spacing"] is None else tuple(stored["spacing"]),
                                   shape=None if stored["shape"] is None else tuple(stored["shape"]),
-                                  codes=tuple(stored["codes"]), volumes_ml=dict(stored["volumes_ml"])))
+                                  codes=tuple(stored["codes"]), volumes_ml=dict(stored["volumes_ml"]),
+                                  foreground_intensity=None if stored["foreground_intensity"] is None
+                                  else tuple(stored["foreground_intensity"])))
     return reports
 
 
 def _to_dict(report: CaseReport) -> dict:
     return {"problems": report.problems, "spacing": report.spacing, "shape": report.shape,
-            "codes": list(report.codes), "volumes_ml": report.volumes_ml}
+            "codes": list(report.codes), "volumes_ml": report.volumes_ml,
+            "foreground_intensity": report.foreground_intensity}
 
 
 def _corners(shape, affine) -> np.ndarray:
@@ -97,7 +104,7 @@ def check_case(case: Case, require_label: bool = True) -> CaseReport:
     """Read the case's image and label fully and report everything wrong with them
     (``require_label=False``: an image without label is fine, as for prediction)."""
     report = CaseReport(case)
-    image = _load(case.image, "image", report)
+    image, data = _load(case.image, "image", report), None
     if image is not None:
         report.shape = tuple(int(n) for n in image.shape[:3])
         report.spacing = tuple(float(s) for s in spacing_of(image.affine))
@@ -145,6 +152,10 @@ def check_case(case: Case, require_label: bool = True) -> CaseReport:
     if not any(m.any() for m in masks):
         report.problems.append(f"{case.label}: label contains none of task {case.task!r}'s structures "
                                f"{list(structures)} (codes found: {list(report.codes)})")
+    elif data is not None and data.shape[:3] == codes.shape[:3] and np.isfinite(data).all():
+        inside = np.asarray(data).reshape(codes.shape[:3])[np.any(masks, axis=0)].astype(np.float64)
+        low, high = np.percentile(inside, [0.5, 99.5])
+        report.foreground_intensity = (float(low), float(high), float(inside.mean()), float(inside.std()))
     return report
 
 

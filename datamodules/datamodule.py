@@ -42,6 +42,9 @@ class CareDataModule(L.LightningDataModule):
         augmentation: random training transforms; ``null`` for none.
         synonym_probability: chance that a training prompt uses a random synonym of its
             structure instead of the canonical name (so unseen phrasings still work).
+        neighbour_slices: 2D models only (2.5D): this many slices on either side of each slice
+            come with it as extra image channels, in training and inference alike; the
+            backbone's ``in_channels`` follows (``2 * neighbour_slices + 1``).
         num_workers: loader worker processes.
         seed: seed of the training draw: which cases, and every patch's position, augmentation
             and prompt phrasing (per epoch; independent of ``seed_everything`` and of
@@ -68,6 +71,7 @@ class CareDataModule(L.LightningDataModule):
         task_weights: dict[str, float] | None = None,
         augmentation: Augmentation | None = Augmentation(),  # noqa: B008
         synonym_probability: float = 0.5,
+        neighbour_slices: int = 0,
         num_workers: int = 0,
         seed: int = 0,
         cache_dir: str | None = None,
@@ -102,6 +106,10 @@ class CareDataModule(L.LightningDataModule):
         if not 0 <= synonym_probability <= 1:
             raise ValueError(f"synonym_probability must be in [0, 1], got {synonym_probability}")
         self.synonym_probability = synonym_probability
+        if neighbour_slices < 0 or (neighbour_slices and len(patch_size) != 2):
+            raise ValueError(f"neighbour_slices (2.5D) must be >= 0, and 0 for 3D patches; got {neighbour_slices} "
+                             f"with patch_size {list(patch_size)}")
+        self.neighbour_slices = neighbour_slices
         self.num_workers = num_workers
         self.seed = seed
         self.cache_dir = cache_dir
@@ -173,7 +181,7 @@ class CareDataModule(L.LightningDataModule):
         cases = self.cases("train")
         weights = case_weights([c.case for c in cases], self.task_sampling, self.temperature, self.task_weights)
         dataset = PatchDataset(cases, self.patch_size, self.foreground_fraction, self.augmentation,
-                               self.synonym_probability)
+                               self.synonym_probability, self.neighbour_slices)
         sampler = WeightedCaseSampler(weights, self.samples_per_epoch, seed=self.seed)
         return ResumableDataLoader(dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=collate_patches,
                                    drop_last=True, **self._loader_kwargs())

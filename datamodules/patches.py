@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from datamodules import vocabulary
 from datamodules.augmentation import Augmentation
+from datamodules.neighbour_slices import with_neighbour_slices
 from datamodules.preprocessing import PAD_VALUE, PreprocessedCase
 from datamodules.prompts import prompt_fields
 from datamodules.sampling import PatchDraw
@@ -31,12 +32,18 @@ class PatchDataset(Dataset):
         foreground_fraction: share of patches centred on foreground.
         augmentation: random transforms, or ``None``.
         synonym_probability: chance that a prompt is phrased with a random synonym.
+        neighbour_slices: 2D only: this many slices on either side of a patch's slice come
+            with it as extra channels (2.5D; see ``datamodules.neighbour_slices``).
     """
 
     def __init__(self, cases: list[PreprocessedCase], patch_size: list[int], foreground_fraction: float = 0.67,
-                 augmentation: Augmentation | None = None, synonym_probability: float = 0.5):
+                 augmentation: Augmentation | None = None, synonym_probability: float = 0.5,
+                 neighbour_slices: int = 0):
         if len(patch_size) not in (2, 3):
             raise ValueError(f"patch_size must have 2 (2D) or 3 (3D) entries, got {patch_size}")
+        if neighbour_slices < 0 or (neighbour_slices and len(patch_size) != 2):
+            raise ValueError(f"neighbour_slices must be >= 0, and 0 for 3D patches; got {neighbour_slices} "
+                             f"with patch_size {patch_size}")
         if not 0 <= foreground_fraction <= 1:
             raise ValueError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}")
         self.cases = cases
@@ -44,6 +51,7 @@ class PatchDataset(Dataset):
         self.augmentation = augmentation
         self.synonym_probability = synonym_probability
         self.foreground_fraction = foreground_fraction
+        self.neighbour_slices = neighbour_slices
         self._subjects: dict[int, tio.Subject] = {}
         self._probabilities: dict[int, dict[int, float]] = {}  # per case: sampling chance of each map value
         self._transforms: dict[tuple[int, bool], tio.Transform] = {}  # per (slice axis, flip), built once
@@ -69,7 +77,8 @@ class PatchDataset(Dataset):
             for k, mask in enumerate(vocabulary.binary_masks(case.label.numpy(), case.case.layout, known), start=1):
                 structure_map[mask] = k
             subject = tio.Subject(
-                image=tio.ScalarImage(tensor=case.image, affine=case.affine),
+                image=tio.ScalarImage(tensor=with_neighbour_slices(case.image, case.slice_axis, self.neighbour_slices),
+                                      affine=case.affine),
                 label=tio.LabelMap(tensor=case.label[None], affine=case.affine),
                 structures=tio.LabelMap(tensor=torch.from_numpy(structure_map[None]), affine=case.affine),
             )

@@ -3,7 +3,9 @@ settings, so a researcher pointing the sources at new data sees what to change.
 
 nnU-Net plans target spacing as the median spacing of the training cases and, for its 2D
 configuration, a patch that holds the median in-plane field of view of the resampled images
-(rounded up to what the network's downsampling divides). Here the experiment's settings stay in
+(rounded up to what the network's downsampling divides). Its intensity normalisation is per
+case z-scoring for MRI, and for CT a clip to the 0.5th-99.5th percentile of the training cases'
+foreground intensities (here: the median of each case's, from the data check). Here the experiment's settings stay in
 charge (YAML overrides them as usual); the plan is printed by ``care-cardiac check``.
 """
 
@@ -69,5 +71,21 @@ def plan(reports: list[CaseReport], preprocessing: Preprocessing, patch_size: li
             entry.update({"fov_voxels": f"{fov[0]:.0f} x {fov[1]:.0f}", "whole_fov_patch_2d": f"{whole[0]} x {whole[1]}",
                           "patch": " x ".join(str(n) for n in patch_size),
                           "fov_covered": None if covered is None else round(covered, 2)})
+        window = ct_window(reports, row.task)
+        if window is not None:
+            entry.update({"nnunet_ct_window": f"{window[0]:.0f} .. {window[1]:.0f}",
+                          "ct_window": f"{preprocessing.ct_window[0]:.0f} .. {preprocessing.ct_window[1]:.0f}"})
         rows.append(entry)
     return pd.DataFrame(rows)
+
+
+def ct_window(reports: list[CaseReport], task: str) -> tuple[float, float] | None:
+    """nnU-Net's CT clip for ``task``: the 0.5th and 99.5th percentile of foreground intensities,
+    as the median over the task's CT training cases of each case's (``None`` without CT cases)."""
+    ranges = [r.foreground_intensity[:2] for r in reports
+              if r.case.task == task and r.case.split == "train" and r.foreground_intensity is not None
+              and vocabulary.modality(r.case.modality).normalisation == "ct"]
+    if not ranges:
+        return None
+    low, high = np.median(np.asarray(ranges), axis=0)
+    return float(low), float(high)

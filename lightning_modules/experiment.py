@@ -77,7 +77,8 @@ class CareCLI(LightningCLI):
 
 
 # (source, target): the target always takes the source's value
-LINKS = [("data.patch_size", "model.inferer.init_args.roi_size")]  # sliding windows are training-patch sized
+LINKS = [("data.patch_size", "model.inferer.init_args.roi_size"),  # sliding windows are training-patch sized
+         ("data.neighbour_slices", "model.neighbour_slices")]  # 2.5D: inference stacks slices as training did
 
 
 def _sets(words: list[str], key: str) -> bool:
@@ -117,6 +118,8 @@ def derive_settings(config: Namespace) -> None:
     - ``model.net.init_args.backbone.init_args.spatial_dims`` = the number of ``data.patch_size``
       entries (2: a 2D model applied slice by slice, 3: a 3D model). Done here because
       jsonargparse's links do not reach init_args nested two classes deep in ``omegaconf+`` mode.
+    - ``...backbone.init_args.in_channels`` = ``2 * data.neighbour_slices + 1`` with 2.5D input
+      (a typed 1, the single-slice value every YAML writes, is replaced).
     - The inferer matches the patch (slices for 2D, windows for 3D) and pads as training did.
     """
     patch = list(config.data.patch_size)
@@ -124,6 +127,14 @@ def derive_settings(config: Namespace) -> None:
     if backbone is not None and "spatial_dims" in backbone.init_args:
         _derive(backbone.init_args, "spatial_dims", len(patch), "data.patch_size",
                 "model.net.init_args.backbone.init_args.spatial_dims", backbone.class_path)
+    neighbours = config.data.get("neighbour_slices") or 0
+    if neighbours and backbone is not None:
+        channels = 2 * neighbours + 1
+        given = backbone.init_args.get("in_channels")
+        if given not in (None, 1, channels):
+            raise ValueError(f"model.net.init_args.backbone.init_args.in_channels is {given}, but "
+                             f"data.neighbour_slices {neighbours} makes it {channels}: leave it at 1 or out")
+        backbone.init_args["in_channels"] = channels
     inferer = config.get("model.inferer")
     if inferer is not None and inferer.get("class_path", "").endswith("SliceInferer"):
         # SliceInferer's windows are 2D slices: a 3D patch cannot drive it

@@ -16,6 +16,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from monai.inferers import Inferer, SliceInferer, SlidingWindowInferer
 
 from datamodules.geometry import spacing_of
+from datamodules.neighbour_slices import with_neighbour_slices
 from datamodules.preprocessing import to_original_grid
 from lightning_modules import aggregate
 from lightning_modules.distributed import gather_rows
@@ -51,6 +52,8 @@ class CardiacSegmentationModule(L.LightningModule):
         deep_supervision: also train on the masks after every earlier decoder layer (prompt
             model only), weighted as nnU-Net weights its deeper outputs: each layer back from
             the last counts half as much, and the weights sum to 1.
+        neighbour_slices: 2D models: slices on either side that come with each slice as
+            channels (2.5D), as in training; linked from ``data.neighbour_slices``.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class CardiacSegmentationModule(L.LightningModule):
         postprocessing: PostProcessing | None = None,
         tta_axes: list[int] | None = None,
         deep_supervision: bool = False,
+        neighbour_slices: int = 0,
     ):
         super().__init__()
         self.net = net
@@ -74,6 +78,9 @@ class CardiacSegmentationModule(L.LightningModule):
         if deep_supervision and not isinstance(net, PromptSegmenter):
             raise ValueError(f"deep_supervision needs the prompt model's decoder layers; {type(net).__name__} has none")
         self.deep_supervision = deep_supervision
+        if neighbour_slices < 0:
+            raise ValueError(f"neighbour_slices must be >= 0, got {neighbour_slices}")
+        self.neighbour_slices = neighbour_slices
         self.tta_axes = sorted(set(tta_axes or []))
         if any(axis not in (0, 1, 2) for axis in self.tta_axes):
             raise ValueError(f"tta_axes must be spatial axes 0, 1 or 2, got {tta_axes}")
@@ -160,9 +167,13 @@ class CardiacSegmentationModule(L.LightningModule):
         # MONAI's SliceInferer drops extra network arguments, so the prompts are bound here
         network = functools.partial(self.net, prompt_embeddings=embeddings, prompt_padding=padding)
         if isinstance(self.inferer, SliceInferer):
+            # 2.5D: each slice's neighbours become channels, built as the training volumes were
+            image = with_neighbour_slices(image[0], slice_axis, self.neighbour_slices)[None]
             # the model slices across the case's own slice axis, wherever the array put it
             moved = image.movedim(2 + slice_axis, 2 + self.inferer.spatial_dim)
             return self.inferer(moved, network).movedim(2 + self.inferer.spatial_dim, 2 + slice_axis)
+        if self.neighbour_slices:
+            raise ValueError("neighbour_slices (2.5D) needs a 2D model run by a SliceInferer")
         return self.inferer(image, network)
 
     def probabilities(self, batch: dict) -> torch.Tensor:

@@ -5,6 +5,7 @@ import torch
 import torchio as tio
 
 from datamodules.augmentation import Augmentation
+from datamodules.intensity_augmentation import RandomBrightnessContrast
 
 
 def patch(slice_axis: int):
@@ -20,7 +21,7 @@ def patch(slice_axis: int):
 
 @pytest.mark.parametrize("slice_axis", [0, 1, 2])
 def test_every_transform_keeps_the_patch_shape_and_binary_labels(slice_axis):
-    transform = Augmentation(probability=1.0).transform(slice_axis)
+    transform = Augmentation(probability=1.0, brightness=0.25, contrast=0.25).transform(slice_axis)
     torch.manual_seed(0)
     for _ in range(5):
         out = transform(patch(slice_axis))
@@ -39,7 +40,27 @@ def test_flips_only_when_asked_and_only_in_plane():
     assert any(moved) and not all(moved)  # mirrored about half of the time
 
 
+def test_brightness_contrast_follows_the_seed_keeps_the_range_and_zero():
+    image = torch.randn(1, 16, 16, 1)
+    image[:, :4] = 0.0  # padding
+    subject = tio.Subject(image=tio.ScalarImage(tensor=image))
+    only_brightness = RandomBrightnessContrast(brightness=0.25, contrast=0.0, copy=True)
+    torch.manual_seed(3)
+    first = only_brightness(subject)["image"].data
+    torch.manual_seed(3)
+    assert torch.equal(first, only_brightness(subject)["image"].data)  # a patch is a function of its seed
+    ratio = first[:, 4:] / image[:, 4:]
+    assert torch.allclose(ratio, ratio.flatten()[0]) and 0.75 <= ratio.flatten()[0] <= 1.25
+    assert torch.all(first[:, :4] == 0)  # padding stays padding
+    contrast = RandomBrightnessContrast(brightness=0.0, contrast=0.5, copy=True)
+    outs = [contrast(subject)["image"].data for _ in range(10)]
+    assert all(out.min() >= image.min() - 1e-6 and out.max() <= image.max() + 1e-6 for out in outs)
+    assert any(not torch.allclose(out, image) for out in outs)
+
+
 def test_bad_augmentation_settings_raise():
+    with pytest.raises(ValueError, match="brightness"):
+        Augmentation(brightness=1.5)
     with pytest.raises(ValueError, match="max_downsampling"):
         Augmentation(max_downsampling=0.5)
     with pytest.raises(ValueError, match="unknown task"):

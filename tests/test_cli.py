@@ -11,7 +11,7 @@ from tests.conftest import REPO
 CONFIG = str(REPO / "experiments" / "phantoms.yaml")
 # a smaller network and loader than the demo's, so the CLI path is exercised in seconds
 SMALL = ["--data.batch_size", "2", "--data.samples_per_epoch", "4",
-         "--model.net.init_args.backbone.init_args.depths", "[1, 1, 1, 1]"]
+         "--model.net.init_args.backbone.init_args.base_filters", "8"]
 CSV_ONLY = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", "results"]
 
 
@@ -137,8 +137,7 @@ def test_real_samples_experiment_checks_clean_and_trains(in_run_folder, sample_d
     out = capsys.readouterr().out
     assert "la_real" in out and "myops_real" in out and "C0" in out and "0.62" in out  # LA at 0.625 mm
     assert "96 x 72" in out and "283 x 279" in out  # median in-plane field of view at 1.25 mm: LA, MyoPS
-    small = [*SMALL[:4], "--model.net.init_args.backbone.init_args.base_filters", "8"]  # its encoder is a U-Net
-    main(["fit", "--config", real, *small, *CSV_ONLY, "--trainer.fast_dev_run", "1"])
+    main(["fit", "--config", real, *SMALL, *CSV_ONLY, "--trainer.fast_dev_run", "1"])
     assert len(list((in_run_folder / "cache" / "volumes").glob("*.pt"))) == 16 + 4 + 20 + 5 + 5  # train + val
 
 

@@ -43,9 +43,10 @@ def test_decoder_sizes_follow_the_backbone_and_prompt_encoder(in_run_folder):
     decoder = cli.model.net.decoder
     assert decoder.feature_channels == 24 and decoder.layers[0].self_attn.embed_dim == 64
     multiscale = build_experiment(["--config", CONFIG, "--config", str(REPO / "experiments" / "multiscale_decoder.yaml"),
-                                   "--model.net.init_args.backbone.init_args.feature_size", "24", *NO_LOGGER])
-    # SwinUNETR stages at 1/32 and 1/16 have 16x and 8x feature_size channels; "out" has out_channels
-    assert multiscale.model.net.decoder.memory_channels == [384, 192, 32]
+                                   "--model.net.init_args.backbone.init_args.base_filters", "8", *NO_LOGGER])
+    # the plain U-Net's widths double from base_filters up to max_filters (256): 8, 16, ..., 256 at
+    # the 1/32 bottleneck, 128 at the 1/16 decoder stage; its output has out_channels
+    assert multiscale.model.net.decoder.memory_channels == [256, 128, 32]
 
 
 @pytest.mark.parametrize("override, message", [

@@ -81,7 +81,8 @@ def step_once(cli) -> None:
     structures = ("lv", "myo", "aorta")
     prompts = [[vocabulary.prompt(key, "CT") for key in structures]]
     generator = torch.Generator().manual_seed(0)
-    batch = {"image": torch.randn(1, 1, *patch, generator=generator),
+    channels = 2 * module.neighbour_slices + 1  # 2.5D patches carry their neighbour slices
+    batch = {"image": torch.randn(1, channels, *patch, generator=generator),
              "target": (torch.rand(1, 3, *patch, generator=generator) > 0.7).float(),
              "prompt_mask": torch.ones(1, 3, dtype=torch.bool), "prompts": prompts, "task": ["whs"],
              "structures": [structures]}
@@ -99,11 +100,11 @@ def step_once(cli) -> None:
 
 # Each base experiment with the overrides that shrink it to a CPU test (same components)
 SHRINK = {
-    "phantoms.yaml": ["--model.net.init_args.backbone.init_args.depths", "[1, 1, 1, 1]"],
+    "phantoms.yaml": ["--model.net.init_args.backbone.init_args.base_filters", "8"],
     "real_samples.yaml": ["--model.net.init_args.backbone.init_args.base_filters", "8"],
     "care_unified.yaml": ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto",
-                          "--model.net.init_args.backbone.init_args.feature_size", "12",
-                          "--model.net.init_args.backbone.init_args.depths", "[1, 1, 1, 1]",
+                          "--model.net.init_args.backbone.init_args.base_filters", "4",
+                          "--model.net.init_args.backbone.init_args.max_filters", "16",
                           "--data.patch_size", "[64, 64, 32]"],
 }
 # every base, and every variant on each base the README or the variant's own header documents it with
@@ -112,7 +113,7 @@ COMBINATIONS = [("phantoms.yaml",), ("phantoms.yaml", "fixed_head.yaml"), ("phan
                 ("care_unified.yaml", "baselines/whs.yaml"), ("care_unified.yaml", "baselines/myops.yaml"),
                 ("care_unified.yaml", "multiscale_decoder.yaml"),
                 *[("real_samples.yaml", f"backbones/{p.name}") for p in sorted((REPO / "experiments" / "backbones").glob("*.yaml"))],
-                ("care_unified.yaml", "backbones/plain_unet.yaml")]
+                ("care_unified.yaml", "backbones/swinunetr.yaml")]
 
 
 @pytest.mark.slow
@@ -131,6 +132,21 @@ def test_every_experiment_builds_trains_a_step_and_infers(names, in_run_folder, 
         task = names[1].split("/")[1].removesuffix(".yaml")
         assert {s.task for s in cli.datamodule.sources} == {task}
     step_once(cli)
+
+
+@pytest.mark.slow
+def test_2_5d_input_reaches_the_backbone_and_inference(in_run_folder, monkeypatch):
+    monkeypatch.chdir(REPO)
+    base = ["--config", "experiments/real_samples.yaml", *SHRINK["real_samples.yaml"], "--trainer.logger", "false",
+            "--trainer.default_root_dir", str(in_run_folder)]
+    cli = build_experiment([*base, "--data.neighbour_slices", "2"])
+    first = next(m for m in cli.model.net.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == 5 and cli.model.neighbour_slices == cli.datamodule.neighbour_slices == 2
+    step_once(cli)
+    with pytest.raises(SystemExit):  # a hand-typed channel count that disagrees is refused
+        build_experiment([*base, "--data.neighbour_slices", "2", "--model.net.init_args.backbone.init_args.in_channels", "3"])
+    with pytest.raises(SystemExit):  # the module's copy is linked, never typed
+        build_experiment([*base, "--model.neighbour_slices", "1"])
 
 
 def test_the_unified_experiment_keeps_its_scale_settings(monkeypatch, capsys):

@@ -43,3 +43,36 @@ def test_a_training_patch_of_a_small_slice_is_the_window_the_inferer_shows():
     border = patch[0, :4, :]  # 48 - 40 = 8 rows of padding, 4 on each side
     assert torch.all(border == PAD_VALUE) and case.image.min() < PAD_VALUE - 1
 
+
+
+class WindowRecorder(torch.nn.Module):
+    """A stand-in network that keeps every window the module's inferer hands it."""
+
+    def __init__(self):
+        super().__init__()
+        self.windows = []
+
+    def encode_prompts(self, prompts):
+        return torch.zeros(1, len(prompts[0]), 4), None
+
+    def forward(self, image, prompt_embeddings, prompt_padding=None):
+        self.windows.append(image.clone())
+        return torch.zeros(image.shape[0], prompt_embeddings.shape[1], *image.shape[2:])
+
+
+def test_a_2_5d_training_patch_is_a_window_of_the_module_with_its_neighbour_slices_in_order():
+    from lightning_modules.module import CardiacSegmentationModule
+
+    case = small_case()
+    patch = PatchDataset([case], [48, 48], foreground_fraction=1.0, augmentation=None, neighbour_slices=1)[0]["image"]
+    assert patch.shape == (3, 48, 48)
+    recorder = WindowRecorder()
+    module = CardiacSegmentationModule(recorder, inferer=SliceInferer(roi_size=[48, 48], spatial_dim=2, sw_batch_size=64),
+                                       neighbour_slices=1)
+    module.sliding_window(case.image[None], [["left atrium"]], case.slice_axis)
+    shown = torch.cat(recorder.windows)  # the case's 6 slices in order, each with 3 channels
+    assert shown.shape == (6, 3, 48, 48)
+    assert any(torch.equal(window, patch) for window in shown)
+    for index in range(1, 6):  # channel 0 is the slice before, channel 2 the slice after
+        assert torch.equal(shown[index, 0], shown[index - 1, 1]) and torch.equal(shown[index - 1, 2], shown[index, 1])
+    assert torch.all(shown[0, 0] == PAD_VALUE) and torch.all(shown[-1, 2] == PAD_VALUE)  # beyond the volume
