@@ -1,5 +1,5 @@
-"""DDP overhead on CPU: training steps of the demo model (2D SwinUNETR fs12, 16 patches of 64x64
-per process) in 1 process vs 2 processes (gloo, ``ddp_spawn``), each process on one thread.
+"""DDP overhead on CPU: training steps of the demo model (``experiments/phantoms.yaml``: 2D, 16
+patches of 64x64 per process; its image encoder was SwinUNETR fs12 until issue 13, the plain U-Net since) in 1 process vs 2 processes (gloo, ``ddp_spawn``), each process on one thread.
 
     python benchmarks/ddp_overhead.py [--steps 20] [--phantoms data/phantoms]
 

@@ -1,6 +1,7 @@
 """Training-step cost of the prompt segmenter: 8 prompts vs 1 per sample, and prompt conditioning
-vs the plain MONAI backbone with one output channel per structure, at the demo's CPU config (2D
-SwinUNETR feature_size 12, batch 16 of 64x64) and, without ``--quick``, at a GPU-sized 3D patch.
+vs the plain MONAI backbone with one output channel per structure, at the demo's CPU config as it
+was until issue 13 (2D SwinUNETR feature_size 12, batch 16 of 64x64; the demo's encoder is now the
+plain U-Net, ``networks.unet.PlainUNet``) and, without ``--quick``, at a GPU-sized 3D patch.
 
     python benchmarks/model_speed.py [--quick] [--steps N] [--device cpu|cuda] [--bf16]
 
