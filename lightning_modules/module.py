@@ -47,8 +47,9 @@ class CardiacSegmentationModule(L.LightningModule):
             myocardium), shared by validation, test and predict.
         tta_axes: test-time augmentation: spatial axes of the preprocessed (RAS) array to mirror,
             averaging the probabilities of every combination of flips (nnU-Net's mirroring;
-            ``[0, 1, 2]`` = 8 passes). Only useful for a model trained with flips
-            (``data.augmentation.flip_tasks``): mirroring swaps left and right. ``None``: off.
+            ``[0, 1, 2]`` = 8 passes; a 2D model skips its case's slice axis). Only useful
+            for a model trained with flips (``data.augmentation.flip_tasks``): mirroring swaps
+            left and right. ``None``: off.
         deep_supervision: also train on the masks after every earlier decoder layer (prompt
             model only), weighted as nnU-Net weights its deeper outputs: each layer back from
             the last counts half as much, and the weights sum to 1.
@@ -180,8 +181,14 @@ class CardiacSegmentationModule(L.LightningModule):
         """Per-prompt probabilities ``[P, *S]`` on the case's original file grid (averaged over
         the mirrored passes when ``tta_axes`` is set)."""
         image, total, passes = batch["image"], None, 0
-        for count in range(len(self.tta_axes) + 1):
-            for axes in itertools.combinations(self.tta_axes, count):
+        mirrored = self.tta_axes
+        if isinstance(self.inferer, SliceInferer):
+            # a 2D model sees each slice on its own: mirroring the order of the slices is a
+            # wasted pass, and with neighbour slices as channels (2.5D) it would hand the model
+            # its neighbours in reverse, which training never did
+            mirrored = [axis for axis in self.tta_axes if axis != batch["slice_axis"]]
+        for count in range(len(mirrored) + 1):
+            for axes in itertools.combinations(mirrored, count):
                 dims = [2 + axis for axis in axes]
                 logits = self.sliding_window(image.flip(dims) if dims else image, batch["prompts"], batch["slice_axis"])
                 probabilities = torch.sigmoid(logits[0].float())

@@ -142,5 +142,10 @@ def test_mirroring_tta_averages_every_flip_combination_back_in_place():
     assert {tuple(c.flatten()[:3].tolist()) for c in calls} == {tuple(image.flip(d).flatten()[:3].tolist())
                                                                for d in ([], [2], [4], [2, 4])}
     torch.testing.assert_close(mirrored, plain)
+    calls.clear()  # a 2D model (SliceInferer) is not mirrored across the case's slice axis
+    from monai.inferers import SliceInferer
+    Probe(torch.nn.Identity(), inferer=SliceInferer(roi_size=[4, 4], spatial_dim=2), tta_axes=[0, 2]).probabilities(batch)
+    assert {tuple(c.flatten()[:3].tolist()) for c in calls} == {tuple(image.flip(d).flatten()[:3].tolist())
+                                                               for d in ([], [2])}
     with pytest.raises(ValueError, match="tta_axes"):
         Probe(torch.nn.Identity(), tta_axes=[3])
