@@ -112,6 +112,7 @@ def check_case(case: Case, require_label: bool = True) -> CaseReport:
         if data is not None and not np.isfinite(data).all():
             bad = int((~np.isfinite(data)).sum())
             report.problems.append(f"{case.image}: image has {bad} NaN/Inf voxels")
+            data = None  # no intensity statistics from it
     if case.label is None:
         if require_label:
             report.problems.append(f"{case.image}: no label file for this image")
@@ -152,7 +153,7 @@ def check_case(case: Case, require_label: bool = True) -> CaseReport:
     if not any(m.any() for m in masks):
         report.problems.append(f"{case.label}: label contains none of task {case.task!r}'s structures "
                                f"{list(structures)} (codes found: {list(report.codes)})")
-    elif data is not None and data.shape[:3] == codes.shape[:3] and np.isfinite(data).all():
+    elif data is not None and data.shape[:3] == codes.shape[:3]:
         inside = np.asarray(data).reshape(codes.shape[:3])[np.any(masks, axis=0)].astype(np.float64)
         low, high = np.percentile(inside, [0.5, 99.5])
         report.foreground_intensity = (float(low), float(high), float(inside.mean()), float(inside.std()))

@@ -12,6 +12,7 @@ from datamodules.case import DataSource
 from datamodules.checks import CaseReport, check_cases, problems_of
 from datamodules.collate import collate_patches, collate_volume
 from datamodules.manifest import Manifest
+from datamodules.neighbour_slices import check_neighbour_slices
 from datamodules.patches import PatchDataset
 from datamodules.preprocessing import PreprocessedCase, Preprocessing
 from datamodules.progress import reported
@@ -106,9 +107,7 @@ class CareDataModule(L.LightningDataModule):
         if not 0 <= synonym_probability <= 1:
             raise ValueError(f"synonym_probability must be in [0, 1], got {synonym_probability}")
         self.synonym_probability = synonym_probability
-        if neighbour_slices < 0 or (neighbour_slices and len(patch_size) != 2):
-            raise ValueError(f"neighbour_slices (2.5D) must be >= 0, and 0 for 3D patches; got {neighbour_slices} "
-                             f"with patch_size {list(patch_size)}")
+        check_neighbour_slices(neighbour_slices, patch_size)  # here, before any data is read
         self.neighbour_slices = neighbour_slices
         self.num_workers = num_workers
         self.seed = seed

@@ -15,6 +15,13 @@ import torch
 from datamodules.preprocessing import PAD_VALUE
 
 
+def check_neighbour_slices(count: int, patch_size) -> None:
+    """Refuse a neighbour count that is negative, or positive for 3D patches (2.5D is for 2D models)."""
+    if count < 0 or (count and len(patch_size) != 2):
+        raise ValueError(f"neighbour_slices (2.5D) must be >= 0, and 0 for 3D patches; got {count} "
+                         f"with patch_size {list(patch_size)}")
+
+
 def with_neighbour_slices(image: torch.Tensor, slice_axis: int, count: int) -> torch.Tensor:
     """``image [C, *S]`` -> ``[C * (2 * count + 1), *S]``: for each offset ``-count..count``
     along spatial axis ``slice_axis``, the image shifted by it (channel block ``count`` is the
@@ -25,17 +32,10 @@ def with_neighbour_slices(image: torch.Tensor, slice_axis: int, count: int) -> t
         return image
     if not 0 <= slice_axis < image.ndim - 1:
         raise ValueError(f"slice_axis {slice_axis} is not a spatial axis of an image shaped {tuple(image.shape)}")
-    dim = 1 + slice_axis
-    length = image.shape[dim]
-    blocks = []
-    for offset in range(-count, count + 1):
-        shifted = torch.full_like(image, PAD_VALUE)
-        # block ``offset`` holds, at slice i, the image's slice i + offset
-        source = slice(max(offset, 0), max(length + min(offset, 0), 0))
-        target = slice(max(-offset, 0), max(length - max(offset, 0), 0))
-        index_source = [slice(None)] * image.ndim
-        index_target = [slice(None)] * image.ndim
-        index_source[dim], index_target[dim] = source, target
-        shifted[tuple(index_target)] = image[tuple(index_source)]
-        blocks.append(shifted)
-    return torch.cat(blocks, 0)
+    dim, length = 1 + slice_axis, image.shape[1 + slice_axis]
+    border = list(image.shape)
+    border[dim] = count
+    pad = image.new_full(border, PAD_VALUE)
+    padded = torch.cat([pad, image, pad], dim)
+    # block ``offset`` holds, at slice i, the image's slice i + offset (padded index count + i + offset)
+    return torch.cat([padded.narrow(dim, count + offset, length) for offset in range(-count, count + 1)], 0)

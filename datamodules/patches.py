@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from datamodules import vocabulary
 from datamodules.augmentation import Augmentation
-from datamodules.neighbour_slices import with_neighbour_slices
+from datamodules.neighbour_slices import check_neighbour_slices, with_neighbour_slices
 from datamodules.preprocessing import PAD_VALUE, PreprocessedCase
 from datamodules.prompts import prompt_fields
 from datamodules.sampling import PatchDraw
@@ -41,9 +41,7 @@ class PatchDataset(Dataset):
                  neighbour_slices: int = 0):
         if len(patch_size) not in (2, 3):
             raise ValueError(f"patch_size must have 2 (2D) or 3 (3D) entries, got {patch_size}")
-        if neighbour_slices < 0 or (neighbour_slices and len(patch_size) != 2):
-            raise ValueError(f"neighbour_slices must be >= 0, and 0 for 3D patches; got {neighbour_slices} "
-                             f"with patch_size {patch_size}")
+        check_neighbour_slices(neighbour_slices, patch_size)
         if not 0 <= foreground_fraction <= 1:
             raise ValueError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}")
         self.cases = cases

@@ -82,6 +82,8 @@ class CardiacSegmentationModule(L.LightningModule):
         if neighbour_slices < 0:
             raise ValueError(f"neighbour_slices must be >= 0, got {neighbour_slices}")
         self.neighbour_slices = neighbour_slices
+        if inferer is not None:
+            self._check_inferer()
         self.tta_axes = sorted(set(tta_axes or []))
         if any(axis not in (0, 1, 2) for axis in self.tta_axes):
             raise ValueError(f"tta_axes must be spatial axes 0, 1 or 2, got {tta_axes}")
@@ -93,6 +95,10 @@ class CardiacSegmentationModule(L.LightningModule):
         self.experiment_config: str | None = None
 
     # ---- set-up -------------------------------------------------------------------------
+    def _check_inferer(self) -> None:
+        if self.neighbour_slices and not isinstance(self.inferer, SliceInferer):
+            raise ValueError("neighbour_slices (2.5D) needs a 2D model run by a SliceInferer")
+
     def setup(self, stage: str) -> None:
         if self.inferer is None:
             datamodule = getattr(self.trainer, "datamodule", None)
@@ -101,6 +107,7 @@ class CardiacSegmentationModule(L.LightningModule):
                 raise ValueError("no inferer given and no datamodule patch_size to build one from")
             options = {"roi_size": list(patch), "sw_batch_size": 32, "overlap": 0.25, "mode": "gaussian"}
             self.inferer = SliceInferer(spatial_dim=2, **options) if len(patch) == 2 else SlidingWindowInferer(**options)
+        self._check_inferer()
 
     def configure_optimizers(self):
         optimizer = self.optimizer(self.parameters())
@@ -173,8 +180,6 @@ class CardiacSegmentationModule(L.LightningModule):
             # the model slices across the case's own slice axis, wherever the array put it
             moved = image.movedim(2 + slice_axis, 2 + self.inferer.spatial_dim)
             return self.inferer(moved, network).movedim(2 + self.inferer.spatial_dim, 2 + slice_axis)
-        if self.neighbour_slices:
-            raise ValueError("neighbour_slices (2.5D) needs a 2D model run by a SliceInferer")
         return self.inferer(image, network)
 
     def probabilities(self, batch: dict) -> torch.Tensor:
