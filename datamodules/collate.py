@@ -38,3 +38,18 @@ def collate_volume(samples: list[dict]) -> dict:
     sample["image"] = sample["image"][None]
     sample["prompts"] = [sample["prompts"]]
     return sample
+
+
+def subset_patches(batch: dict, indices: list[int]) -> dict:
+    """The samples ``indices`` of a ``collate_patches`` batch, as if collated alone (prompt
+    padding cut to the subset's largest count)."""
+    if not indices:
+        raise ValueError("an empty subset of a batch")
+    width = max(sum(p is not None for p in batch["prompts"][i]) for i in indices)
+    index = torch.tensor(indices)
+    subset = {"image": batch["image"][index], "target": batch["target"][index, :width],
+              "prompt_mask": batch["prompt_mask"][index, :width],
+              "prompts": [batch["prompts"][i][:width] for i in indices]}
+    for key in PATCH_METADATA:
+        subset[key] = [batch[key][i] for i in indices]
+    return subset

@@ -15,11 +15,13 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from monai.inferers import Inferer, SliceInferer, SlidingWindowInferer
 
+from datamodules.collate import subset_patches
 from datamodules.geometry import spacing_of
 from datamodules.neighbour_slices import with_neighbour_slices
 from datamodules.preprocessing import to_original_grid
 from lightning_modules import aggregate
 from lightning_modules.distributed import gather_rows
+from lightning_modules.gradient_surgery import project_conflicting
 from lightning_modules.losses import PartialLabelLoss
 from lightning_modules.metrics import score_case
 from lightning_modules.postprocessing import PostProcessing
@@ -55,6 +57,9 @@ class CardiacSegmentationModule(L.LightningModule):
             the last counts half as much, and the weights sum to 1.
         neighbour_slices: 2D models: slices on either side that come with each slice as
             channels (2.5D), as in training; linked from ``data.neighbour_slices``.
+        gradient_surgery: combine the tasks of a mixed batch by PCGrad
+            (``lightning_modules.gradient_surgery``) instead of summing their losses: a task's
+            gradient loses its component against another task's before the step.
     """
 
     def __init__(
@@ -68,6 +73,7 @@ class CardiacSegmentationModule(L.LightningModule):
         tta_axes: list[int] | None = None,
         deep_supervision: bool = False,
         neighbour_slices: int = 0,
+        gradient_surgery: bool = False,
     ):
         super().__init__()
         self.net = net
@@ -82,6 +88,7 @@ class CardiacSegmentationModule(L.LightningModule):
         if neighbour_slices < 0:
             raise ValueError(f"neighbour_slices must be >= 0, got {neighbour_slices}")
         self.neighbour_slices = neighbour_slices
+        self.gradient_surgery = gradient_surgery
         if inferer is not None:
             self._check_inferer()
         self.tta_axes = sorted(set(tta_axes or []))
@@ -141,6 +148,15 @@ class CardiacSegmentationModule(L.LightningModule):
 
     # ---- training -----------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        if self.gradient_surgery and len(set(batch["task"])) > 1:
+            return self._surgery_step(batch)
+        loss, logits, groups = self._training_loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
+        self._log_group_losses(logits.detach(), batch, groups)
+        return loss
+
+    def _training_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, list[list[str]]]:
+        """The batch's loss, its final-layer logits and the group name of each prompt."""
         embeddings, padding = self.net.encode_prompts(batch["prompts"])
         # batch Dice pools per task and structure (see PartialLabelLoss)
         groups = [[f"{task}/{key}" for key in keys] for task, keys in zip(batch["task"], batch["structures"])]
@@ -149,12 +165,35 @@ class CardiacSegmentationModule(L.LightningModule):
             weights = torch.tensor([0.5 ** (len(outputs) - 1 - i) for i in range(len(outputs))])
             weights = (weights / weights.sum()).tolist()
             loss = sum(w * self.loss(o, batch["target"], batch["prompt_mask"], groups) for w, o in zip(weights, outputs))
-            logits = outputs[-1]
-        else:
-            logits = self.net(batch["image"], embeddings, padding)
-            loss = self.loss(logits, batch["target"], batch["prompt_mask"], groups)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
-        self._log_group_losses(logits.detach(), batch, groups)
+            return loss, outputs[-1], groups
+        logits = self.net(batch["image"], embeddings, padding)
+        return self.loss(logits, batch["target"], batch["prompt_mask"], groups), logits, groups
+
+    def _surgery_step(self, batch: dict) -> torch.Tensor:
+        """PCGrad over the batch's tasks: each task's samples go forward and backward alone (the
+        same compute as the whole batch at once), the gradients are combined by
+        ``project_conflicting``, and the returned loss has the batch's loss as its value and
+        the combined gradient as its gradient, so Lightning's backward, clipping, accumulation,
+        precision and DDP handle it as any loss."""
+        tasks = sorted(set(batch["task"]))
+        params = [p for p in self.parameters() if p.requires_grad]
+        annotated = {(task, key) for task, keys, mask in zip(batch["task"], batch["structures"], batch["prompt_mask"])
+                     for key, on in zip(keys, mask.tolist()) if on}
+        group_counts = {task: max(sum(t == task for t, _ in annotated), 1) for task in tasks}
+        total_groups = sum(group_counts.values())
+        gradients, value = [], torch.zeros(())
+        for task in tasks:
+            subset = subset_patches(batch, [i for i, t in enumerate(batch["task"]) if t == task])
+            loss, logits, groups = self._training_loss(subset)
+            # each task weighs what its structure groups weigh in the mixed batch's Dice term
+            weighted = loss * (group_counts[task] / total_groups)
+            gradients.append(torch.autograd.grad(weighted, params, allow_unused=True))
+            value = value + weighted.detach().float()
+            self._log_group_losses(logits.detach(), subset, groups)
+        combined = project_conflicting(gradients, order_seed=self.global_step)
+        carrier = sum((p * g).sum() for p, g in zip(params, combined) if g is not None)
+        loss = carrier - carrier.detach() + value
+        self.log("train/loss", value, prog_bar=True, batch_size=batch["image"].shape[0])
         return loss
 
     def _log_group_losses(self, logits: torch.Tensor, batch: dict, groups: list[list[str]]) -> None:

@@ -102,3 +102,41 @@ def test_two_process_fit_samples_per_rank_and_validates_like_one_process(in_run_
     assert ddp_metrics and set(ddp_metrics) == {k for k in single if k.startswith("val/")}
     for key, value in ddp_metrics.items():
         assert value == pytest.approx(single[key], abs=1e-6), key
+
+
+class RecordWeights(Callback):
+    """Writes each rank's weights digest after training, and the task count of each batch it
+    trained on (module level: spawn pickles it)."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        with Path(f"tasks-rank{trainer.global_rank}.txt").open("a") as stream:
+            stream.write(f"{len(set(batch['task']))}\n")
+
+    def on_train_end(self, trainer, pl_module):
+        digest = hashlib.sha256()
+        for name, value in sorted(pl_module.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(value.detach().cpu().numpy().tobytes())
+        Path(f"weights-rank{trainer.global_rank}.txt").write_text(digest.hexdigest())
+
+
+@pytest.mark.slow
+def test_gradient_surgery_trains_under_ddp_with_one_set_of_weights(in_run_folder, monkeypatch):
+    # PCGrad's step hands DDP a stand-in loss whose gradient is the combined one: DDP must still
+    # average it over the ranks, leaving every rank with the same weights, and they must move
+    monkeypatch.setenv("CARE_CACHE", str(in_run_folder / "cache"))
+    cli = build_experiment(["--config", CONFIG, *SMALL, "--trainer.logger", "false", "--data.samples_per_epoch", "8",
+                            "--data.batch_size", "4", "--model.gradient_surgery", "true"])
+    before = {k: v.clone() for k, v in cli.model.state_dict().items()}
+    trainer = L.Trainer(devices=2, accelerator="cpu", max_steps=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+                        strategy=DDPStrategy(start_method="spawn", process_group_backend="gloo",
+                                             timeout=timedelta(seconds=300)),
+                        callbacks=[RecordWeights(), ModelCheckpoint(dirpath="ckpt", save_last=True, save_top_k=0)])
+    trainer.fit(cli.model, datamodule=cli.datamodule)
+    counts = [int(n) for r in (0, 1) for n in Path(f"tasks-rank{r}.txt").read_text().split()]
+    assert max(counts) > 1  # a mixed batch took the surgery path (in this draw the other rank's is one task)
+    digests = [Path(f"weights-rank{r}.txt").read_text() for r in (0, 1)]
+    assert digests[0] == digests[1]
+    after = torch.load("ckpt/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    assert any(not torch.equal(after[k], v) for k, v in before.items() if k.startswith("net.backbone"))

@@ -1,0 +1,70 @@
+"""PCGrad (Yu et al., "Gradient Surgery for Multi-Task Learning", NeurIPS 2020) for the unified model.
+
+Where two tasks' gradients point against each other (negative dot product), each loses its
+component along the other before they are summed, so neither task's descent is cancelled by the
+other's. Measured on the real sample cases (benchmarks/RESULTS.md, issue 13): the MyoPS gradient
+is 4-5x the LA gradient and at cosine -0.14 (encoder) / -0.30 (decoder) to it, which cancels most
+of LA's descent in the summed step. Written here because none of lightning, torch or MONAI has it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import torch
+
+
+def project_conflicting(task_gradients: Sequence[Sequence[torch.Tensor | None]],
+                        order_seed: int = 0) -> list[torch.Tensor | None]:
+    """PCGrad's combined gradient, per parameter.
+
+    Args:
+        task_gradients: per task, its gradient for each parameter (``None`` where the task does
+            not reach that parameter), all over the same parameter list.
+        order_seed: seeds the order in which each task's gradient is projected against the
+            others (the paper shuffles it each step; with two tasks the order does not matter).
+
+    Returns:
+        Per parameter, the sum over tasks of the projected gradients (``None`` where no task
+        reaches it). The dot products run over all parameters together, as in the paper.
+    """
+    if not task_gradients:
+        raise ValueError("no task gradients to combine")
+    count = len(task_gradients[0])
+    if any(len(grads) != count for grads in task_gradients):
+        raise ValueError("every task needs a gradient entry for each parameter")
+    templates = _templates(task_gradients)
+    flat = []
+    for grads in task_gradients:
+        if all(g is None for g in grads):
+            raise ValueError("a task's gradient reaches no parameter")
+        flat.append(torch.cat([(g if g is not None else torch.zeros_like(t)).flatten().float()
+                               for g, t in zip(grads, templates) if t is not None]))
+    projected = []
+    rng = random.Random(order_seed)
+    for i, own in enumerate(flat):
+        g = own.clone()
+        others = [j for j in range(len(flat)) if j != i]
+        rng.shuffle(others)
+        for j in others:
+            dot = torch.dot(g, flat[j])
+            if dot < 0:
+                g -= dot / flat[j].pow(2).sum().clamp_min(1e-20) * flat[j]
+        projected.append(g)
+    combined = torch.stack(projected).sum(0)
+    result: list[torch.Tensor | None] = []
+    offset = 0
+    for template in templates:
+        if template is None:
+            result.append(None)
+            continue
+        result.append(combined[offset:offset + template.numel()].view_as(template).to(template.dtype))
+        offset += template.numel()
+    return result
+
+
+def _templates(task_gradients: Sequence[Sequence[torch.Tensor | None]]) -> list[torch.Tensor | None]:
+    """Per parameter, one task's gradient tensor to take shape and dtype from (``None`` if no task has one)."""
+    return [next((grads[i] for grads in task_gradients if grads[i] is not None), None)
+            for i in range(len(task_gradients[0]))]
