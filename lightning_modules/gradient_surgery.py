@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import torch
 
 
-def project_conflicting(task_gradients: Sequence[Sequence[torch.Tensor | None]],
-                        order_seed: int = 0) -> list[torch.Tensor | None]:
+def project_conflicting(task_gradients: Sequence[Sequence[torch.Tensor | None]], order_seed: int = 0,
+                        project: bool = True, equal_norms: bool = False) -> list[torch.Tensor | None]:
     """PCGrad's combined gradient, per parameter.
 
     Args:
@@ -24,6 +24,9 @@ def project_conflicting(task_gradients: Sequence[Sequence[torch.Tensor | None]],
             not reach that parameter), all over the same parameter list.
         order_seed: seeds the order in which each task's gradient is projected against the
             others (the paper shuffles it each step; with two tasks the order does not matter).
+        project: remove conflicting components (PCGrad); False: only sum (after ``equal_norms``).
+        equal_norms: first scale every task's gradient to the mean of the tasks' norms, so that
+            no task's gradient dominates the step by size (and Adam's per-weight scaling of it).
 
     Returns:
         Per parameter, the sum over tasks of the projected gradients (``None`` where no task
@@ -41,6 +44,9 @@ def project_conflicting(task_gradients: Sequence[Sequence[torch.Tensor | None]],
             raise ValueError("a task's gradient reaches no parameter")
         flat.append(torch.cat([(g if g is not None else torch.zeros_like(t)).flatten().float()
                                for g, t in zip(grads, templates) if t is not None]))
+    if equal_norms:
+        norms = torch.stack([g.norm() for g in flat])
+        flat = [g * (norms.mean() / norm.clamp_min(1e-20)) for g, norm in zip(flat, norms)]
     projected = []
     rng = random.Random(order_seed)
     for i, own in enumerate(flat):
@@ -49,7 +55,7 @@ def project_conflicting(task_gradients: Sequence[Sequence[torch.Tensor | None]],
         rng.shuffle(others)
         for j in others:
             dot = torch.dot(g, flat[j])
-            if dot < 0:
+            if project and dot < 0:
                 g -= dot / flat[j].pow(2).sum().clamp_min(1e-20) * flat[j]
         projected.append(g)
     combined = torch.stack(projected).sum(0)

@@ -60,6 +60,8 @@ class CardiacSegmentationModule(L.LightningModule):
         gradient_surgery: combine the tasks of a mixed batch by PCGrad
             (``lightning_modules.gradient_surgery``) instead of summing their losses: a task's
             gradient loses its component against another task's before the step.
+        gradient_balance: scale each task's gradient in a mixed batch to the tasks' mean norm
+            before combining them (with or without ``gradient_surgery``).
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class CardiacSegmentationModule(L.LightningModule):
         deep_supervision: bool = False,
         neighbour_slices: int = 0,
         gradient_surgery: bool = False,
+        gradient_balance: bool = False,
     ):
         super().__init__()
         self.net = net
@@ -89,6 +92,7 @@ class CardiacSegmentationModule(L.LightningModule):
             raise ValueError(f"neighbour_slices must be >= 0, got {neighbour_slices}")
         self.neighbour_slices = neighbour_slices
         self.gradient_surgery = gradient_surgery
+        self.gradient_balance = gradient_balance
         if inferer is not None:
             self._check_inferer()
         self.tta_axes = sorted(set(tta_axes or []))
@@ -148,7 +152,7 @@ class CardiacSegmentationModule(L.LightningModule):
 
     # ---- training -----------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        if self.gradient_surgery and len(set(batch["task"])) > 1:
+        if (self.gradient_surgery or self.gradient_balance) and len(set(batch["task"])) > 1:
             return self._surgery_step(batch)
         loss, logits, groups = self._training_loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
@@ -170,9 +174,9 @@ class CardiacSegmentationModule(L.LightningModule):
         return self.loss(logits, batch["target"], batch["prompt_mask"], groups), logits, groups
 
     def _surgery_step(self, batch: dict) -> torch.Tensor:
-        """PCGrad over the batch's tasks: each task's samples go forward and backward alone (the
-        same compute as the whole batch at once), the gradients are combined by
-        ``project_conflicting``, and the returned loss has the batch's loss as its value and
+        """PCGrad and/or balanced norms over the batch's tasks: each task's samples go forward
+        and backward alone (the same compute as the whole batch at once), the gradients are
+        combined by ``project_conflicting``, and the returned loss has the batch's loss as its value and
         the combined gradient as its gradient, so Lightning's backward, clipping, accumulation,
         precision and DDP handle it as any loss."""
         tasks = sorted(set(batch["task"]))
@@ -190,7 +194,8 @@ class CardiacSegmentationModule(L.LightningModule):
             gradients.append(torch.autograd.grad(weighted, params, allow_unused=True))
             value = value + weighted.detach().float()
             self._log_group_losses(logits.detach(), subset, groups)
-        combined = project_conflicting(gradients, order_seed=self.global_step)
+        combined = project_conflicting(gradients, order_seed=self.global_step, project=self.gradient_surgery,
+                                       equal_norms=self.gradient_balance)
         carrier = sum((p * g).sum() for p, g in zip(params, combined) if g is not None)
         loss = carrier - carrier.detach() + value
         self.log("train/loss", value, prog_bar=True, batch_size=batch["image"].shape[0])

@@ -93,3 +93,12 @@ def test_the_surgery_step_is_pcgrad_of_the_tasks_own_gradients(in_run_folder):
     # a one-task batch is an ordinary step
     la_only = subset_patches(batch, [0, 2])
     assert float(module.training_step(la_only, 0)) == pytest.approx(float(module._training_loss(la_only)[0]))
+
+
+def test_balanced_norms_give_every_task_the_mean_size_before_combining():
+    a, b = torch.tensor([4.0, 0.0]), torch.tensor([0.0, 1.0])  # norms 4 and 1: mean 2.5
+    combined, = project_conflicting([[a], [b]], project=False, equal_norms=True)
+    assert torch.allclose(combined, torch.tensor([2.5, 2.5]))
+    c = torch.tensor([-4.0, 1.0])  # conflicts with b, but project=False is a plain sum
+    plain, = project_conflicting([[c], [b]], project=False)
+    assert torch.equal(plain, c + b)
