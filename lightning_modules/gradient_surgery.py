@@ -44,21 +44,29 @@ def project_conflicting(task_gradients: Sequence[Sequence[torch.Tensor | None]],
             raise ValueError("a task's gradient reaches no parameter")
         flat.append(torch.cat([(g if g is not None else torch.zeros_like(t)).flatten().float()
                                for g, t in zip(grads, templates) if t is not None]))
+    # Every projected gradient is a linear combination of the original ones, so the projections
+    # run on the tasks' Gram matrix (K x K numbers) and the gradients are summed once at the end,
+    # instead of copying and rewriting millions of values per projection.
+    count = len(flat)
+    gram = torch.tensor([[float(torch.dot(a, b)) for b in flat] for a in flat], dtype=torch.float64)
+    scale = torch.ones(count, dtype=torch.float64)
     if equal_norms:
-        norms = torch.stack([g.norm() for g in flat])
-        flat = [g * (norms.mean() / norm.clamp_min(1e-20)) for g, norm in zip(flat, norms)]
-    projected = []
+        norms = gram.diagonal().sqrt()
+        scale = norms.mean() / norms.clamp_min(1e-20)
+        gram = gram * scale[:, None] * scale[None, :]
+    coefficients = torch.eye(count, dtype=torch.float64)  # row i: task i's projected gradient
     rng = random.Random(order_seed)
-    for i, own in enumerate(flat):
-        g = own.clone()
-        others = [j for j in range(len(flat)) if j != i]
+    for i in range(count if project else 0):
+        others = [j for j in range(count) if j != i]
         rng.shuffle(others)
         for j in others:
-            dot = torch.dot(g, flat[j])
-            if project and dot < 0:
-                g -= dot / flat[j].pow(2).sum().clamp_min(1e-20) * flat[j]
-        projected.append(g)
-    combined = torch.stack(projected).sum(0)
+            dot = coefficients[i] @ gram[:, j]
+            if dot < 0:
+                coefficients[i, j] -= dot / gram[j, j].clamp_min(1e-20)
+    weights = (coefficients.sum(0) * scale).tolist()
+    combined = flat[0].mul_(weights[0])
+    for weight, gradient in zip(weights[1:], flat[1:]):
+        combined.add_(gradient, alpha=weight)
     result: list[torch.Tensor | None] = []
     offset = 0
     for template in templates:

@@ -102,3 +102,34 @@ def test_balanced_norms_give_every_task_the_mean_size_before_combining():
     c = torch.tensor([-4.0, 1.0])  # conflicts with b, but project=False is a plain sum
     plain, = project_conflicting([[c], [b]], project=False)
     assert torch.equal(plain, c + b)
+
+
+def _paper_rule(task_gradients, order_seed, equal_norms):
+    """PCGrad as the paper writes it: each task's copy projected in turn against the others' originals."""
+    import random
+    flat = [g.clone() for g in task_gradients]
+    if equal_norms:
+        norms = torch.stack([g.norm() for g in flat])
+        flat = [g * (norms.mean() / norm) for g, norm in zip(flat, norms)]
+    rng, total = random.Random(order_seed), torch.zeros_like(flat[0])
+    for i, own in enumerate(flat):
+        g, others = own.clone(), [j for j in range(len(flat)) if j != i]
+        rng.shuffle(others)
+        for j in others:
+            dot = torch.dot(g, flat[j])
+            if dot < 0:
+                g -= dot / flat[j].pow(2).sum() * flat[j]
+        total += g
+    return total
+
+
+@pytest.mark.parametrize("equal_norms", [False, True])
+def test_three_tasks_follow_the_papers_sequential_rule(equal_norms):
+    generator = torch.Generator().manual_seed(0)
+    grads = [torch.randn(40, generator=generator) * scale for scale in (1.0, 3.0, 0.5)]
+    grads[1] = -grads[0] * 2 + 0.5 * torch.randn(40, generator=generator)  # two tasks in conflict
+    for seed in range(3):
+        split = [[g[:30].view(5, 6), g[30:]] for g in grads]  # two parameters per task
+        combined = project_conflicting(split, order_seed=seed, equal_norms=equal_norms)
+        expected = _paper_rule(grads, seed, equal_norms)
+        assert torch.allclose(torch.cat([combined[0].flatten(), combined[1]]), expected, atol=1e-5)
