@@ -15,6 +15,14 @@ from collections.abc import Sequence
 import torch
 
 
+def check_precision_for_task_gradients(precision: str) -> None:
+    """Refuses fp16 mixed precision: the per-task gradients are taken before Lightning's loss
+    scaler sees the loss, so in fp16 their small values would underflow (bf16 and fp32 keep them)."""
+    if precision.startswith("16"):
+        raise ValueError(f"gradient_surgery / gradient_balance need precision bf16-mixed or 32-true, got {precision}: "
+                         "the per-task gradients are taken without fp16 loss scaling")
+
+
 def project_conflicting(task_gradients: Sequence[Sequence[torch.Tensor | None]], order_seed: int = 0,
                         project: bool = True, equal_norms: bool = False) -> list[torch.Tensor | None]:
     """PCGrad's combined gradient, per parameter.

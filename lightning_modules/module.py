@@ -21,7 +21,7 @@ from datamodules.neighbour_slices import with_neighbour_slices
 from datamodules.preprocessing import to_original_grid
 from lightning_modules import aggregate
 from lightning_modules.distributed import gather_rows
-from lightning_modules.gradient_surgery import project_conflicting
+from lightning_modules.gradient_surgery import check_precision_for_task_gradients, project_conflicting
 from lightning_modules.losses import PartialLabelLoss
 from lightning_modules.metrics import score_case
 from lightning_modules.postprocessing import PostProcessing
@@ -119,6 +119,8 @@ class CardiacSegmentationModule(L.LightningModule):
             options = {"roi_size": list(patch), "sw_batch_size": 32, "overlap": 0.25, "mode": "gaussian"}
             self.inferer = SliceInferer(spatial_dim=2, **options) if len(patch) == 2 else SlidingWindowInferer(**options)
         self._check_inferer()
+        if stage == "fit" and (self.gradient_surgery or self.gradient_balance):
+            check_precision_for_task_gradients(str(self.trainer.precision))
 
     def configure_optimizers(self):
         optimizer = self.optimizer(self.parameters())

@@ -133,3 +133,11 @@ def test_three_tasks_follow_the_papers_sequential_rule(equal_norms):
         combined = project_conflicting(split, order_seed=seed, equal_norms=equal_norms)
         expected = _paper_rule(grads, seed, equal_norms)
         assert torch.allclose(torch.cat([combined[0].flatten(), combined[1]]), expected, atol=1e-5)
+
+
+def test_fp16_mixed_precision_is_refused_for_task_gradients():
+    from lightning_modules.gradient_surgery import check_precision_for_task_gradients
+    for fine in ("32-true", "bf16-mixed", "bf16-true"):
+        check_precision_for_task_gradients(fine)
+    with pytest.raises(ValueError, match="16-mixed"):
+        check_precision_for_task_gradients("16-mixed")
