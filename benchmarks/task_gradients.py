@@ -75,7 +75,7 @@ def main() -> None:
         time_steps(module, collate_patches(samples), args.time)
         return
     pairs = [{task: one_task_batch(task) for task in tasks} for _ in range(args.pairs)]
-    group_counts = {task: len({key for keys in pairs[0][task]["structures"] for key in keys}) for task in tasks}
+    shares = module.task_shares(collate_patches([dataset[PatchDraw(by_task[t][0], 0)] for t in tasks]))
     names = [name for name, p in module.named_parameters() if p.requires_grad]
     params = dict(module.named_parameters())
     for path in args.checkpoints:
@@ -91,8 +91,7 @@ def main() -> None:
         for pair in pairs:
             grads = {}
             for task in tasks:
-                share = group_counts[task] / sum(group_counts.values())
-                loss = module._training_loss(pair[task])[0] * share
+                loss = module._training_loss(pair[task])[0] * shares[task]
                 values = torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True)
                 grads[task] = dict(zip(names, values))
             for part in PARTS:

@@ -1,10 +1,12 @@
-"""PCGrad (Yu et al., "Gradient Surgery for Multi-Task Learning", NeurIPS 2020) for the unified model.
+"""Combining the tasks' gradients of the unified model: PCGrad (Yu et al., "Gradient Surgery for
+Multi-Task Learning", NeurIPS 2020) and balanced norms.
 
-Where two tasks' gradients point against each other (negative dot product), each loses its
-component along the other before they are summed, so neither task's descent is cancelled by the
-other's. Measured on the real sample cases (benchmarks/RESULTS.md, issue 13): the MyoPS gradient
-is 4-5x the LA gradient and at cosine -0.14 (encoder) / -0.30 (decoder) to it, which cancels most
-of LA's descent in the summed step. Written here because none of lightning, torch or MONAI has it.
+PCGrad: where two tasks' gradients point against each other (negative dot product), each loses
+its component along the other before they are summed. Balance: each task's gradient is scaled to
+the tasks' mean norm first. Measured on the real sample cases (benchmarks/RESULTS.md, issue 13):
+summed, the MyoPS gradient is 3-5x the LA gradient and at cosine -0.14 (encoder) / -0.16 to
+-0.30 (decoder) to it, which cancels most of LA's descent. Written here because none of
+lightning, torch or MONAI has it.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ def project_conflicting(task_gradients: Sequence[Sequence[torch.Tensor | None]],
     """
     if not task_gradients:
         raise ValueError("no task gradients to combine")
-    count = len(task_gradients[0])
-    if any(len(grads) != count for grads in task_gradients):
+    parameters = len(task_gradients[0])
+    if any(len(grads) != parameters for grads in task_gradients):
         raise ValueError("every task needs a gradient entry for each parameter")
     templates = _templates(task_gradients)
     flat = []
@@ -55,17 +57,17 @@ def project_conflicting(task_gradients: Sequence[Sequence[torch.Tensor | None]],
     # Every projected gradient is a linear combination of the original ones, so the projections
     # run on the tasks' Gram matrix (K x K numbers) and the gradients are summed once at the end,
     # instead of copying and rewriting millions of values per projection.
-    count = len(flat)
+    tasks = len(flat)
     gram = torch.tensor([[float(torch.dot(a, b)) for b in flat] for a in flat], dtype=torch.float64)
-    scale = torch.ones(count, dtype=torch.float64)
+    scale = torch.ones(tasks, dtype=torch.float64)
     if equal_norms:
         norms = gram.diagonal().sqrt()
         scale = norms.mean() / norms.clamp_min(1e-20)
         gram = gram * scale[:, None] * scale[None, :]
-    coefficients = torch.eye(count, dtype=torch.float64)  # row i: task i's projected gradient
+    coefficients = torch.eye(tasks, dtype=torch.float64)  # row i: task i's projected gradient
     rng = random.Random(order_seed)
-    for i in range(count if project else 0):
-        others = [j for j in range(count) if j != i]
+    for i in range(tasks if project else 0):
+        others = [j for j in range(tasks) if j != i]
         rng.shuffle(others)
         for j in others:
             dot = coefficients[i] @ gram[:, j]

@@ -175,6 +175,15 @@ class CardiacSegmentationModule(L.LightningModule):
         logits = self.net(batch["image"], embeddings, padding)
         return self.loss(logits, batch["target"], batch["prompt_mask"], groups), logits, groups
 
+    @staticmethod
+    def task_shares(batch: dict) -> dict[str, float]:
+        """Each task's share of a batch's annotated structure groups: the weight its loss has in
+        a mixed batch's Dice term (LA 1 of 4 beside MyoPS's 3)."""
+        annotated = {(task, key) for task, keys, mask in zip(batch["task"], batch["structures"], batch["prompt_mask"])
+                     for key, on in zip(keys, mask.tolist()) if on}
+        counts = {task: max(sum(t == task for t, _ in annotated), 1) for task in set(batch["task"])}
+        return {task: count / sum(counts.values()) for task, count in counts.items()}
+
     def _surgery_step(self, batch: dict) -> torch.Tensor:
         """PCGrad and/or balanced norms over the batch's tasks: each task's samples go forward
         and backward alone (the same compute as the whole batch at once), the gradients are
@@ -183,16 +192,12 @@ class CardiacSegmentationModule(L.LightningModule):
         precision and DDP handle it as any loss."""
         tasks = sorted(set(batch["task"]))
         params = [p for p in self.parameters() if p.requires_grad]
-        annotated = {(task, key) for task, keys, mask in zip(batch["task"], batch["structures"], batch["prompt_mask"])
-                     for key, on in zip(keys, mask.tolist()) if on}
-        group_counts = {task: max(sum(t == task for t, _ in annotated), 1) for task in tasks}
-        total_groups = sum(group_counts.values())
+        shares = self.task_shares(batch)
         gradients, value = [], torch.zeros(())
         for task in tasks:
             subset = subset_patches(batch, [i for i, t in enumerate(batch["task"]) if t == task])
             loss, logits, groups = self._training_loss(subset)
-            # each task weighs what its structure groups weigh in the mixed batch's Dice term
-            weighted = loss * (group_counts[task] / total_groups)
+            weighted = loss * shares[task]
             gradients.append(torch.autograd.grad(weighted, params, allow_unused=True))
             value = value + weighted.detach().float()
             self._log_group_losses(logits.detach(), subset, groups)
