@@ -17,9 +17,9 @@ install: $(BIN)/care-cardiac
 demo: install
 	BIN=$(BIN) scripts/demo.sh
 
-# The test suite; real-sample tests read CARE_SAMPLE_DATA (.ci/run sets it to ../shared/data).
+# The test suite; real-sample tests read CARE_SAMPLE_DATA, else ../shared/data (skipped, with the reason in the summary, only where that is absent).
 test: install
-	$(BIN)/python -m pytest -q --timeout 600
+	$(BIN)/python -m pytest -q -rs --timeout 600
 
 clean-venv:
 	rm -rf $(VENV)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
+import yaml
 
 from lightning_modules.cli import main
 from tests.conftest import REPO
@@ -30,16 +33,48 @@ def test_fit_fast_dev_run(in_run_folder):
 
 
 @pytest.mark.slow
-def test_every_validation_keeps_its_case_table_in_the_run_folder(in_run_folder):
-    args = ["validate", "--config", CONFIG, *SMALL, *CSV_ONLY, "--trainer.logger.version", "v",
-            "--trainer.limit_val_batches", "2"]
+def test_every_validation_keeps_its_case_table_and_logs_the_selected_metrics(in_run_folder, phantom_root):
+    # one validation of every case (each center must log its figures), then a short second one
+    args = ["validate", "--config", CONFIG, *SMALL, *CSV_ONLY, "--trainer.logger.version", "v"]
     main(args)
-    main(args)  # the same run folder again: a second file, the first one kept
+    check_selected_metrics_are_logged(in_run_folder / "results" / "lightning_logs" / "v" / "metrics.csv", phantom_root)
+    main([*args, "--trainer.limit_val_batches", "2"])  # the same run folder again: a second file, the first one kept
     tables = sorted((in_run_folder / "results" / "lightning_logs" / "v" / "val_cases").glob("*.csv"))
     assert [t.name for t in tables] == ["step-0-1.csv", "step-0.csv"]
+    assert pd.read_csv(tables[0]).uid.nunique() == 2
     for table in tables:
         rows = pd.read_csv(table)
-        assert rows.uid.nunique() == 2 and {"structure", "dice", "hd95", "epoch", "step"} <= set(rows.columns)
+        assert {"structure", "dice", "hd95", "epoch", "step"} <= set(rows.columns)
+
+
+def selected_metric_names() -> set[str]:
+    """Every metric an experiment's checkpoint or a sweep selects on."""
+    names = set()
+    for path in sorted((REPO / "experiments").rglob("*.yaml")):
+        config = yaml.safe_load(path.read_text()) or {}
+        if "metric" in config:  # a W&B sweep
+            names.add(config["metric"]["name"])
+        for callback in (config.get("trainer") or {}).get("callbacks") or []:
+            monitor = (callback.get("init_args") or {}).get("monitor")
+            if monitor:
+                names.add(monitor)
+    return names
+
+
+def check_selected_metrics_are_logged(metrics_csv, phantom_root) -> None:
+    """A renamed metric would leave a sweep optimising nothing and ``best.ckpt`` never chosen."""
+    selected = selected_metric_names()
+    assert "val/ID/dice" in selected
+    logged = set(pd.read_csv(metrics_csv).columns)
+    assert selected <= logged, f"selected on but never logged: {sorted(selected - logged)}"
+    centers = json.loads((phantom_root / "phantoms.json").read_text())["centers"]
+    evaluated = {(c["task"], c["name"]) for c in centers if "val" in c["splits"]}
+    assert len(evaluated) >= 2
+    for task, center in evaluated:  # the per-center figures the OOD notebook and W&B panels read
+        assert f"val/{task}/{center}/dice" in logged and f"val/{task}/{center}/hd95" in logged
+    for task in {task for task, _ in evaluated}:
+        assert {f"val/{task}/ID/dice", f"val/{task}/OOD/dice"} & logged
+    assert {"val/OOD/dice", "val/ID/hd95"} <= logged
 
 
 @pytest.mark.slow
@@ -147,3 +182,4 @@ def test_real_samples_experiment_checks_clean_and_trains(in_run_folder, sample_d
 def test_model_variants_are_one_config_switch(in_run_folder, variant, extra):
     main(["fit", "--config", CONFIG, "--config", str(REPO / "experiments" / variant), *SMALL, *extra,
           "--trainer.fast_dev_run", "1"])
+

@@ -1,16 +1,31 @@
-"""The real sample cases (``CARE_SAMPLE_DATA``): geometry-true preprocessing and a clean data check."""
+"""The real sample cases (``CARE_SAMPLE_DATA``, else ``../shared/data``): geometry-true preprocessing and a clean data check."""
+
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from datamodules.case import DataSource
 from datamodules.checks import check_cases, problems_of
 from datamodules.preprocessing import Preprocessing, to_original_grid
 from datamodules.readers import read_source
+from tests.conftest import DEFAULT_SAMPLE_DATA, REPO, sample_data_root
 
 pytestmark = pytest.mark.real_data
+
+
+def test_sample_cases_default_to_the_folder_the_experiments_name(monkeypatch):
+    # unset, the tests look where real_samples.yaml's sources look from the repository root
+    monkeypatch.delenv("CARE_SAMPLE_DATA", raising=False)
+    assert sample_data_root() == (DEFAULT_SAMPLE_DATA, False)
+    experiment = OmegaConf.load(REPO / "experiments" / "real_samples.yaml")
+    roots = {Path(source["root"]).parent for source in OmegaConf.to_container(experiment.data.sources, resolve=True)}
+    assert {(REPO / root).resolve() for root in roots} == {DEFAULT_SAMPLE_DATA.resolve()}
+    monkeypatch.setenv("CARE_SAMPLE_DATA", "/elsewhere")
+    assert sample_data_root() == (Path("/elsewhere"), True)
 
 
 def myops_cases(sample_data, sequence="LGE"):
