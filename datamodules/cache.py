@@ -29,9 +29,9 @@ log = logging.getLogger(__name__)
 
 # bump when the preprocessing code changes what it writes, so old entries stop matching
 CACHE_FORMAT = 1
-# bump when the data check reports more (2: foreground intensity statistics), so each file is
-# read once more instead of its report lacking the new fields
-CHECK_FORMAT = 2
+# bump when the data check reports more (2: foreground intensity statistics; 3: gzip CRC verified),
+# so each file is read once more instead of its report lacking the new fields or checks
+CHECK_FORMAT = 3
 
 
 def file_fingerprint(path: str | None) -> dict | None:

@@ -121,3 +121,25 @@ def test_all_problems_of_all_cases_are_listed_together(tmp_path):
     assert len(problems) == 2 and "a_LGE" in problems[0] and "b_gd" in problems[1]
     table = summary_table(reports)
     assert table.loc[0, "cases"] == 3 and table.loc[0, "problems"] == 2
+
+
+def test_files_broken_on_disk_are_each_named_in_one_run(tmp_path):
+    # as files really break: a download cut short, flipped bits, an empty annotation, a lost file
+    big = np.random.default_rng(1).normal(size=(64, 64, 3)).astype(np.float32)
+    label = np.pad(np.full((8, 8, 3), 500, np.int16), ((28, 28), (28, 28), (0, 0)))
+    cut, crc, empty, lost = (myops_case(tmp_path, name, image=big, label=label) for name in ("cut", "crc", "empty", "lost"))
+    data = (tmp_path / "cut_LGE.nii.gz").read_bytes()
+    (tmp_path / "cut_LGE.nii.gz").write_bytes(data[: len(data) * 2 // 3])  # compressed bytes dropped
+    data = bytearray((tmp_path / "crc_LGE.nii.gz").read_bytes())
+    data[-8] ^= 0xFF  # gzip trailer: CRC-32 of the data, then its length
+    (tmp_path / "crc_LGE.nii.gz").write_bytes(bytes(data))
+    write(tmp_path / "empty_gd.nii.gz", np.zeros((64, 64, 3), np.int16))
+    (tmp_path / "lost_LGE.nii.gz").unlink()
+    problems = problems_of(check_cases([cut, crc, empty, lost, myops_case(tmp_path, "ok")]))
+    assert len(problems) == 4, problems
+    by_file = {problem.split(": ")[0]: problem for problem in problems}
+    assert set(by_file) == {cut.image, crc.image, empty.label, lost.image}
+    assert "corrupt" in by_file[cut.image] or "unreadable" in by_file[cut.image]
+    assert "corrupt" in by_file[crc.image] or "unreadable" in by_file[crc.image]
+    assert "contains none of task 'myops'" in by_file[empty.label]
+    assert by_file[lost.image] == f"{lost.image}: image file is missing"
