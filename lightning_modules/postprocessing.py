@@ -48,7 +48,9 @@ class PostProcessing:
                 predicted[index] = self._keep_largest(predicted[index][None].to(torch.uint8))[0].bool()
         for index, structure in enumerate(structures):
             container = self.contained_in.get(structure)
-            if container in structures:
+            # free-text prompts have no structure (None): without this test, `None in structures`
+            # held for them and every prompt was cut to the first one's mask
+            if container is not None and container in structures:
                 predicted[index] &= predicted[structures.index(container)]
         return predicted
 

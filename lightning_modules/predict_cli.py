@@ -174,7 +174,12 @@ def predict_main(argv: list[str]) -> int:
             raise ValueError(f"{len(problems)} problem(s) with the input images:\n  " + "\n  ".join(problems))
         # weights only: a checkpoint file cannot run code when it is loaded
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["state_dict"] if "state_dict" in state else state)
+        try:
+            model.load_state_dict(state["state_dict"] if "state_dict" in state else state)
+        except RuntimeError as err:  # missing, unexpected or differently shaped weights
+            detail = " ".join(str(err).split())
+            raise ValueError(f"--ckpt_path {checkpoint} does not fit this experiment's model (was it trained "
+                             f"with other --config or overrides?): {detail[:600]}") from err
     except (ValueError, FileExistsError, RuntimeError, KeyError) as err:
         parser.error(str(err))
     tasks = sorted({c.task for c in cases})

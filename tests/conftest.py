@@ -22,6 +22,18 @@ def phantom_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def one_thread(monkeypatch):
+    """One thread in this process and in every process it spawns (DDP ranks), so kernels round
+    alike and results of 1 and 2 processes can be compared exactly; without OMP_NUM_THREADS,
+    Lightning gives each CPU rank cores // ranks threads, which differs from this process's."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def in_run_folder(tmp_path, monkeypatch, phantom_root):
     """A fresh working folder for a CLI run on the phantoms (no W&B chatter, no run id)."""
     monkeypatch.chdir(tmp_path)

@@ -53,7 +53,7 @@ def _recorded(prefix: str) -> list[list[list[str]]]:
 
 
 @pytest.mark.slow
-def test_two_process_fit_samples_per_rank_and_validates_like_one_process(in_run_folder, monkeypatch):
+def test_two_process_fit_samples_per_rank_and_validates_like_one_process(in_run_folder, monkeypatch, one_thread):
     monkeypatch.setenv("CARE_CACHE", str(in_run_folder / "cache"))  # empty: the first launch fills it
     cli = build_experiment(["--config", CONFIG, *SMALL, "--trainer.logger", "false", "--data.samples_per_epoch", "8"])
     options = {"accelerator": "cpu", "logger": False, "enable_progress_bar": False, "enable_model_summary": False,

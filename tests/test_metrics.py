@@ -120,6 +120,12 @@ def test_largest_component_post_processing_keeps_one_region_for_listed_structure
         PostProcessing(contained_in={"scar": "wall"})
     with pytest.raises(ValueError, match="threshold"):
         PostProcessing(threshold=1.0)
+    # free-text prompts name no structure: none is cut to another's mask
+    apart = torch.zeros(2, 12, 12, 4)
+    apart[0, 1:6, 1:6, 1] = 0.9
+    apart[1, 7:11, 7:11, 2] = 0.9
+    _, masks = PostProcessing(largest_component=["myo"], contained_in={"scar": "myo"})(apart, [None, None], None)
+    assert masks[0].sum() == 25 and masks[1].sum() == 16
 
 
 def test_mirroring_tta_averages_every_flip_combination_back_in_place():

@@ -104,6 +104,16 @@ def test_predict_refuses_bad_requests_before_any_work(in_run_folder, checkpoint,
         (["--ckpt_path", str(checkpoint), "--split", "test", "--center", "nowhere", "--task", "la", "--output", "o"],
          "no test source"),
     ]
+    garbage = in_run_folder / "broken_image.nii.gz"
+    garbage.write_bytes(b"\x1f\x8b not really a gzip")
+    wider = build_experiment(["--config", CONFIG, *SMALL[:-1], "16", *CSV_ONLY])  # base_filters 16, not 8
+    torch.save({"state_dict": wider.model.state_dict()}, in_run_folder / "other.ckpt")
+    refusals += [
+        (["--ckpt_path", str(checkpoint), "--input", str(garbage), "--task", "la", "--output", "o"],
+         f"{garbage}: image file is unreadable"),
+        (["--ckpt_path", str(in_run_folder / "other.ckpt"), "--input", str(folder), "--task", "la", "--output", "o"],
+         "does not fit this experiment's model"),
+    ]
     for words, message in refusals:
         with pytest.raises(SystemExit) as stop:
             _predict(*words)
@@ -113,11 +123,21 @@ def test_predict_refuses_bad_requests_before_any_work(in_run_folder, checkpoint,
     assert _predict("--ckpt_path", str(checkpoint), "--input", str(folder), "--task", "la", "--output", "o",
                     "--layout", "lascarqs") == 0
     written = next((in_run_folder / "o").rglob("atriumSegImgMO.nii.gz"))
+    source = nib.load(next(folder.rglob(f"{written.parent.name}/enhanced.nii.gz")))
+    label = nib.load(written)
+    # the file's own geometry codes and the layout's label type, as a reader of the release expects
+    assert label.header.get_data_dtype() == np.uint8  # LAScarQS' 255
+    assert int(label.header["qform_code"]) == int(source.header["qform_code"])
+    assert int(label.header["sform_code"]) == int(source.header["sform_code"])
+    assert np.allclose(label.affine, source.affine)
     before = written.stat().st_mtime_ns
     with pytest.raises(SystemExit):
         _predict("--ckpt_path", str(checkpoint), "--input", str(folder), "--task", "la", "--output", "o",
                  "--layout", "lascarqs")
     assert "exist" in capsys.readouterr().err and written.stat().st_mtime_ns == before
+    assert _predict("--ckpt_path", str(checkpoint), "--input", str(folder), "--task", "la", "--output", "o",
+                    "--layout", "lascarqs", "--overwrite") == 0  # asked: replaced
+    assert written.stat().st_mtime_ns != before
 
 
 def test_evaluate_refuses_unpaired_and_misaligned_files(tmp_path, capsys):

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import warnings
 
 import pandas as pd
@@ -16,47 +15,55 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from tests.test_cli import CONFIG, SMALL
 
-STEPS, EVERY = 120, 3  # 4 steps per epoch, a checkpoint every 3 steps: checkpoints fall mid-epoch
+STEPS, EVERY, KILL_AT = 120, 3, 7  # 4 steps per epoch, a checkpoint every 3 steps: they fall mid-epoch
 CHECKPOINTS = """
 trainer:
   callbacks:
     - class_path: lightning.pytorch.callbacks.ModelCheckpoint
       init_args: {filename: step, monitor: null, every_n_train_steps: 3, save_top_k: 1, save_last: true}
 """
+KILLED = CHECKPOINTS + f"""    - class_path: tests.test_resume.KillAtStep
+      init_args: {{step: {KILL_AT}}}
+"""
 
 
-def _fit(folder, *extra) -> subprocess.Popen:
-    (folder / "checkpoints.yaml").write_text(CHECKPOINTS)
+class KillAtStep(Callback):
+    """SIGKILLs its own process at the end of optimizer step ``step``: a crash at a known point,
+    mid-epoch, with no chance to save anything more (instead of a watcher racing the run's clock).
+
+    Args:
+        step: the optimizer step after which the process dies.
+    """
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step >= self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _fit(folder, *extra, callbacks: str = CHECKPOINTS) -> subprocess.Popen:
+    (folder / "checkpoints.yaml").write_text(callbacks)
     command = [sys.executable, "-m", "lightning_modules.cli", "fit", "--config", CONFIG, *SMALL,
                "--config", str(folder / "checkpoints.yaml"), "--data.samples_per_epoch", "8",
                "--trainer.max_steps", str(STEPS), "--trainer.max_epochs", "1000", "--trainer.limit_val_batches", "0",
                "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", "results",
                "--trainer.logger.name", "resume", "--trainer.logger.version", "run", *extra]
     return subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(CONFIG).rsplit("/experiments", 1)[0]},
-                            start_new_session=True)
+                            env={**os.environ, "PYTHONPATH": str(CONFIG).rsplit("/experiments", 1)[0]})
 
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_completion(in_run_folder):
     last = in_run_folder / "results" / "resume" / "run" / "checkpoints" / "last.ckpt"
-    process = _fit(in_run_folder)
-    deadline = time.time() + 300
-    seen = []
-    while time.time() < deadline and process.poll() is None:
-        if last.exists():
-            try:
-                seen.append(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
-            except (RuntimeError, EOFError, OSError):  # caught mid-write
-                pass
-            if seen and seen[-1] >= 2 * EVERY:
-                break
-        time.sleep(0.05)
-    assert process.poll() is None, f"the run ended before it could be killed: {process.stderr.read()[-2000:]}"
-    os.killpg(process.pid, signal.SIGKILL)  # no chance to save anything more
-    process.wait()
+    killed = _fit(in_run_folder, callbacks=KILLED)
+    _, errors = killed.communicate(timeout=600)
+    assert killed.returncode == -signal.SIGKILL, errors.decode()[-3000:]
+    # Lightning runs checkpoint callbacks after the others, so the kill at step 7 came before any
+    # save of it: the latest state on disk is step 6's
     killed_at = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
-    assert 0 < killed_at < STEPS, f"checkpoint steps seen while running: {seen}"
+    assert killed_at == KILL_AT // EVERY * EVERY
 
     resumed = _fit(in_run_folder, "--ckpt_path", "last")
     _, errors = resumed.communicate(timeout=600)

@@ -1,0 +1,101 @@
+"""Prompt-to-target alignment by value: in a training batch, the target channel of each prompt is
+that structure's mask in the patch, whatever the phrasing, for every layout; a structure the
+layout does not annotate is masked out, never a negative."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from datamodules import vocabulary
+from datamodules.case import Case
+from datamodules.collate import collate_patches
+from datamodules.patches import PatchDataset
+from datamodules.preprocessing import PreprocessedCase
+from lightning_modules.losses import PartialLabelLoss
+
+# the published label codes, written here rather than read from the vocabulary, so a wrong
+# table there cannot agree with itself
+CODES = {
+    "myops": {"lv": {500}, "myo": {200, 1220, 2221}, "scar": {2221}},
+    "mmwhs": {"myo": {205}, "la": {420}, "lv": {500}, "ra": {550}, "rv": {600}, "aorta": {820}, "pa": {850}},
+    "lascarqs": {"la": {255}},
+}
+
+
+def labelled_volume(layout: str, in_plane: int) -> np.ndarray:
+    """Blocks of every code of the layout on a few slices; MyoPS's scar and edema lie inside its
+    myocardium ring around the LV, as in the files."""
+    label = np.zeros((in_plane, in_plane, 6), np.int32)
+    if layout == "myops":
+        label[2:10, 2:10, 1:5] = 200
+        label[4:8, 4:8, 1:5] = 500
+        label[2:4, 5:7, 2:4] = 2221
+        label[8:10, 2:4, 1:3] = 1220
+        label[-3:, -3:, 2:4] = 600  # RV: labelled, not a MyoPS target
+    else:
+        codes = sorted({code for codes in CODES[layout].values() for code in codes})
+        for k, code in enumerate(codes):
+            label[k:k + 3, (2 * k) % (in_plane - 3):(2 * k) % (in_plane - 3) + 3, 1:5] = code
+    return label
+
+
+def case_of(task: str, layout: str, in_plane: int, name: str) -> PreprocessedCase:
+    label = labelled_volume(layout, in_plane)
+    record = Case(name, task, "c", vocabulary.TASKS[task].default_modality, layout, f"{name}.nii.gz", f"{name}_gt.nii.gz", "train")
+    # the image is the label itself: with augmentation off, each patch carries its own codes
+    return PreprocessedCase(record, "ID", torch.from_numpy(label[None].astype(np.float32)), torch.from_numpy(label),
+                            np.eye(4), 2, label.shape, np.eye(4))
+
+
+def structure_named(prompt: str) -> str:
+    """The structure a prompt names, from the phrasings alone (a phrase naming two structures fails)."""
+    names = [key for key, structure in vocabulary.STRUCTURES.items()
+             if prompt.split(" in ")[0] in structure.names]
+    assert len(names) == 1, (prompt, names)
+    return names[0]
+
+
+def test_each_prompt_target_is_its_structure_mask_whatever_the_phrasing():
+    # 12x12 slices are padded up to the 16x16 patch; 20x20 ones are cut
+    cases = [case_of(task, layout, in_plane, f"{task}-{in_plane}")
+             for task, layout in (("la", "lascarqs"), ("whs", "mmwhs"), ("myops", "myops")) for in_plane in (12, 20)]
+    dataset = PatchDataset(cases, [16, 16], foreground_fraction=0.9, augmentation=None, synonym_probability=1.0)
+    phrasings: dict[str, set[str]] = {}
+    for start in range(0, 60, 6):
+        batch = collate_patches([dataset[(index, start + index)] for index in range(len(cases))])
+        for sample, task in enumerate(batch["task"]):
+            codes = batch["image"][sample, 0].round().long().numpy()
+            prompts = [prompt for prompt in batch["prompts"][sample] if prompt is not None]  # None: padding
+            layout = cases[sample].case.layout
+            assert len(prompts) == len(vocabulary.TASKS[task].structures)
+            for channel, prompt in enumerate(prompts):
+                structure = structure_named(prompt)
+                phrasings.setdefault(structure, set()).add(prompt)
+                expected = np.isin(codes, sorted(CODES[layout][structure])) if layout != "lascarqs" else codes != 0
+                assert bool(batch["prompt_mask"][sample, channel])
+                assert np.array_equal(batch["target"][sample, channel].numpy() == 1, expected), (task, prompt)
+            # the padding prompts of a shorter task are masked and empty
+            assert not batch["prompt_mask"][sample, len(prompts):].any()
+            assert not batch["target"][sample, len(prompts):].any()
+    assert all(len(p) > 1 for p in phrasings.values())  # several phrasings of every structure were drawn
+    assert {"scar", "myo", "lv", "la", "aorta"} <= set(phrasings)
+
+
+def test_a_structure_the_layout_does_not_annotate_is_masked_and_gets_no_gradient():
+    # whole-heart prompts on a MyoPS label: only LV, RV and myocardium are annotated there
+    case = case_of("whs", "myops", 20, "whs-on-myops")
+    sample = PatchDataset([case], [16, 16], foreground_fraction=1.0, augmentation=None)[(0, 3)]
+    structures = list(vocabulary.TASKS["whs"].structures)
+    annotated = {"lv", "rv", "myo"}
+    assert sample["prompt_mask"].tolist() == [s in annotated for s in structures]
+    for channel, structure in enumerate(structures):
+        if structure not in annotated:
+            assert not sample["target"][channel].any()
+    batch = collate_patches([sample])
+    logits = torch.randn(batch["target"].shape, requires_grad=True)
+    groups = [[f"whs/{s}" for s in structures]]
+    PartialLabelLoss()(logits, batch["target"], batch["prompt_mask"], groups).backward()
+    for channel, structure in enumerate(structures):
+        moved = bool(logits.grad[0, channel].abs().sum() > 0)
+        assert moved == (structure in annotated), structure  # no push towards "absent" for the rest
