@@ -141,6 +141,7 @@ class TextPromptEncoder(nn.Module):
             if not bool(self.calibrated):
                 self._calibrate()
             text = (text - self.text_mean) @ self.text_whitening
-        embedded[~padding.flatten().to(device)] = text
+        # under bf16 autocast the whitening matmul returns bf16: the table stays float32
+        embedded[~padding.flatten().to(device)] = text.to(embedded.dtype)
         out = self.projection(embedded).view(len(prompts), len(prompts[0]), self.embed_dim)
         return out, padding.to(device)

@@ -104,7 +104,8 @@ def test_predict_refuses_bad_requests_before_any_work(in_run_folder, checkpoint,
         (["--ckpt_path", str(checkpoint), "--split", "test", "--center", "nowhere", "--task", "la", "--output", "o"],
          "no test source"),
     ]
-    garbage = in_run_folder / "broken_image.nii.gz"
+    garbage = in_run_folder / "broken" / "broken_image.nii.gz"
+    garbage.parent.mkdir()
     garbage.write_bytes(b"\x1f\x8b not really a gzip")
     wider = build_experiment(["--config", CONFIG, *SMALL[:-1], "16", *CSV_ONLY])  # base_filters 16, not 8
     torch.save({"state_dict": wider.model.state_dict()}, in_run_folder / "other.ckpt")
