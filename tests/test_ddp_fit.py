@@ -88,7 +88,10 @@ def test_two_process_fit_samples_per_rank_and_validates_like_one_process(in_run_
     straight = torch.load("ckpt/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     again = torch.load("resumed/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     for name, value in straight.items():
-        torch.testing.assert_close(again[name], value, rtol=0, atol=0, msg=name)
+        if torch.is_tensor(value):
+            torch.testing.assert_close(again[name], value, rtol=0, atol=0, msg=name)
+        else:  # the prompt encoder's record of its text model
+            assert again[name] == value, name
 
     datamodule = cli.datamodule
     datamodule.setup("fit")
@@ -116,7 +119,7 @@ class RecordWeights(Callback):
         digest = hashlib.sha256()
         for name, value in sorted(pl_module.state_dict().items()):
             digest.update(name.encode())
-            digest.update(value.detach().cpu().numpy().tobytes())
+            digest.update(value.detach().cpu().numpy().tobytes() if torch.is_tensor(value) else repr(value).encode())
         Path(f"weights-rank{trainer.global_rank}.txt").write_text(digest.hexdigest())
 
 
@@ -127,7 +130,7 @@ def test_gradient_surgery_trains_under_ddp_with_one_set_of_weights(in_run_folder
     monkeypatch.setenv("CARE_CACHE", str(in_run_folder / "cache"))
     cli = build_experiment(["--config", CONFIG, *SMALL, "--trainer.logger", "false", "--data.samples_per_epoch", "8",
                             "--data.batch_size", "4", "--model.gradient_surgery", "true"])
-    before = {k: v.clone() for k, v in cli.model.state_dict().items()}
+    before = {k: v.clone() for k, v in cli.model.state_dict().items() if torch.is_tensor(v)}
     trainer = L.Trainer(devices=2, accelerator="cpu", max_steps=1, logger=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
                         strategy=DDPStrategy(start_method="spawn", process_group_backend="gloo",

@@ -61,6 +61,24 @@ def test_text_model_runs_once_per_new_prompt(encoder):
     assert not any(name.startswith("_text_model") for name in encoder.state_dict())  # frozen MiniLM not checkpointed
 
 
+
+def test_checkpoint_records_its_text_model_and_refuses_another(encoder, tmp_path, monkeypatch):
+    # the projection is trained on one text model's embeddings: another model's are refused, naming both
+    torch.save(encoder.state_dict(), tmp_path / "encoder.pt")
+    state = torch.load(tmp_path / "encoder.pt", weights_only=True)  # the record is plain data
+    assert state["_extra_state"]["text_model"].startswith("all-MiniLM-L6-v2")
+    assert len(state["_extra_state"]["embedding"]) == 16
+    same = TextPromptEncoder(embed_dim=encoder.embed_dim)
+    same.load_state_dict(state)
+    other = TextPromptEncoder(embed_dim=encoder.embed_dim)  # stands in for an encoder of another text model
+    monkeypatch.setattr(other, "text_embeddings", lambda texts: encoder.text_embeddings(texts).roll(1, dims=-1))
+    monkeypatch.setattr(other, "text_model_name", lambda: "another-encoder")
+    with pytest.raises(ValueError, match="all-MiniLM-L6-v2.*'another-encoder'"):
+        other.load_state_dict(state)
+    del state["_extra_state"]  # a checkpoint from before the record loads, with a warning
+    with pytest.warns(UserWarning, match="does not record which text model"):
+        same.load_state_dict(state)
+
 def test_cnn_backbone_plugs_in(encoder):
     unet = DynUNet(2, 1, FEATURES, kernel_size=[3, 3, 3], strides=[1, 2, 2], upsample_kernel_size=[2, 2])
     net = make(encoder, 2, backbone=unet)

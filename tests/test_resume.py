@@ -121,4 +121,7 @@ def test_mid_epoch_resume_trains_on_the_same_batches_to_the_same_weights(in_run_
     assert sorted(resumed_batches) == [6, 7, 8, 9]
     assert resumed_batches == {step: straight_batches[step] for step in range(6, 10)}
     for name, value in straight.state_dict().items():
-        torch.testing.assert_close(resumed.state_dict()[name], value, rtol=0, atol=0, msg=name)
+        if torch.is_tensor(value):
+            torch.testing.assert_close(resumed.state_dict()[name], value, rtol=0, atol=0, msg=name)
+        else:  # the prompt encoder's record of its text model
+            assert resumed.state_dict()[name] == value, name
