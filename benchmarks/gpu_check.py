@@ -31,6 +31,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling timing module, when run as a script
+from timing import step_times  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 GIB = 2 ** 30
 
@@ -54,16 +57,7 @@ def timed(fn, device: torch.device, repeats: int) -> tuple[float, float]:
     """Median seconds of ``fn()`` after one warm-up call, and peak GPU memory in GiB (0 on CPU)."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+    times = step_times(fn, device, warmup=1, steps=repeats)
     peak = torch.cuda.max_memory_allocated() / GIB if device.type == "cuda" else 0.0
     return statistics.median(times), peak
 

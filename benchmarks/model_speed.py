@@ -28,9 +28,9 @@ from functools import partial
 import argparse
 import resource
 import statistics
-import time
 
 from child_process import add_child_argument, answer_child, run_child  # benchmarks/ is on sys.path when run as a script
+from timing import step_times
 
 STRUCTURES = ["lv", "rv", "la", "ra", "myo", "aorta", "pa", "scar"]
 
@@ -98,16 +98,7 @@ def measure(config: dict) -> dict:
         with counter:
             step()
         flops = counter.get_total_flops()
-    times = []
-    for index in range(config["warmup"] + config["steps"]):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if index >= config["warmup"]:
-            times.append(time.perf_counter() - start)
+    times = step_times(step, device, config["warmup"], config["steps"])
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return {**config, "step_s": statistics.median(times), "peak_mib": peak, "flops": flops}
