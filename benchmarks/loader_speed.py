@@ -6,7 +6,8 @@ GPU-sized 3D patch (96^3).
 
 ``--data`` is a phantom folder (default: a fresh one in a temp folder, seed 0); ``--real`` reads
 the real sample cases instead (``la_real`` and the LGE stacks of ``myops_real``, at 1.25 mm as in
-``experiments/real_samples.yaml``). Prints one line per measurement; results are recorded in
+``experiments/real_samples.yaml``). Prints one line per measurement, and last
+``2d_augmented_patches_per_s=<x> 3d_augmented_patches_per_s=<y>``; results are recorded in
 benchmarks/RESULTS.md.
 """
 
@@ -82,11 +83,15 @@ def main() -> None:
         cases = len(Manifest.from_sources(sources(root)).cases)
         print(f"{root}: setup (check + preprocess {cases} training cases): no cache {no_cache:.1f} s, "
               f"cold cache {cold:.1f} s, warm cache {warm:.1f} s")
+        augmented = {}
         for patch, batch in (([64, 64], 16), ([96, 96, 96], 2)):
             for name, augmentation in (("augmented", Augmentation()), ("plain", None)):
                 rate = patches_per_second(root, patch, batch, augmentation, args.batches, args.workers)
                 print(f"patch {'x'.join(map(str, patch))} batch {batch} {name}: {rate:.1f} patches/s "
-                      f"({args.workers} workers)")
+                      f"({args.workers} workers)", flush=True)
+                if name == "augmented":
+                    augmented[len(patch)] = rate
+        print(f"2d_augmented_patches_per_s={augmented[2]:.1f} 3d_augmented_patches_per_s={augmented[3]:.1f}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ class PatchDataset(Dataset):
 
     For 2D models (``len(patch_size) == 2``) a patch is one slice taken across the case's slice
     axis, which comes from the spacing; for 3D models a box. A ``foreground_fraction`` of patches
-    is centred on an annotated structure (TorchIO ``LabelSampler``).
+    is centred on an annotated structure (the rule of TorchIO's ``LabelSampler``, with candidates cached per case).
 
     Args:
         cases: preprocessed training cases.
@@ -53,6 +53,7 @@ class PatchDataset(Dataset):
         self._subjects: dict[int, tio.Subject] = {}
         self._probabilities: dict[int, dict[int, float]] = {}  # per case: sampling chance of each map value
         self._transforms: dict[tuple[int, bool], tio.Transform] = {}  # per (slice axis, flip), built once
+        self._centre_index: dict[int, list] = {}  # per case: patch-centre candidates per structure value
 
     def __len__(self) -> int:
         return len(self.cases)
@@ -90,6 +91,53 @@ class PatchDataset(Dataset):
             self._subjects[index] = subject
         return self._subjects[index]
 
+    def _centres(self, index: int, box: tuple[int, ...]) -> list[tuple[int, float, torch.Tensor | None]]:
+        """Per value of the structure map with a positive sampling chance: the value, its chance,
+        and the flat indices of the voxels where a patch centred there fits (``None`` for a value
+        covering more than a quarter of those voxels: it is drawn by rejection instead, so the
+        background of a CT-sized volume costs no index list). Computed once per case, as MONAI's
+        ``RandCropByLabelClasses`` caches its indices; TorchIO's ``LabelSampler``, which this
+        replaces, rebuilt a probability map and its float64 cumulative sum for every patch."""
+        if index not in self._centre_index:
+            structures = self.subject(index)["structures"].data[0]
+            fits = torch.zeros(structures.shape, dtype=torch.bool)
+            fits[tuple(slice(p // 2, n - p + p // 2 + 1) for p, n in zip(box, structures.shape))] = True
+            total = int(fits.sum())
+            entries = []
+            for value, chance in self._probabilities[index].items():
+                if chance <= 0:
+                    continue
+                where = (structures == value) & fits
+                count = int(where.sum())
+                if count:
+                    indices = None if count > total // 4 else where.flatten().nonzero()[:, 0].to(torch.int32)
+                    entries.append((value, chance, indices))
+            if not entries:
+                raise ValueError(f"case {self.cases[index].case.uid}: no voxel to centre a {list(box)} patch on")
+            self._centre_index[index] = entries
+        return self._centre_index[index]
+
+    def _corner(self, index: int, box: tuple[int, ...]) -> tuple[int, ...]:
+        """The first voxel of a patch: a structure-map value drawn by its chance (renormalised over
+        the values present), then a voxel of that value uniformly, as ``LabelSampler`` draws
+        (each value's chance is its total, however many voxels it has), from torch's RNG."""
+        entries = self._centres(index, box)
+        chances = torch.tensor([chance for _, chance, _ in entries], dtype=torch.float64)
+        value, _, indices = entries[int(torch.multinomial(chances, 1))]
+        structures = self.subject(index)["structures"].data[0]
+        shape = structures.shape
+        if indices is not None:
+            flat = int(indices[int(torch.randint(len(indices), ()))])
+            centre = np.unravel_index(flat, shape)
+        else:  # a common value: draw voxels where a patch fits until one has it
+            low = [p // 2 for p in box]
+            high = [n - p + p // 2 for p, n in zip(box, shape)]
+            while True:
+                centre = tuple(int(torch.randint(a, b + 1, ())) for a, b in zip(low, high))
+                if int(structures[centre]) == value:
+                    break
+        return tuple(int(c) - p // 2 for c, p in zip(centre, box))
+
     def __getitem__(self, draw: PatchDraw | int) -> dict:
         if isinstance(draw, int):
             return self._patch(draw)
@@ -104,8 +152,12 @@ class PatchDataset(Dataset):
         case = self.cases[index]
         box = self.box(case)
         subject = self.subject(index)
-        sampler = tio.LabelSampler(box, label_name="structures", label_probabilities=self._probabilities[index])
-        patch = next(iter(sampler(subject, num_patches=1)))
+        start = self._corner(index, box)
+        crop = tuple(slice(a, a + n) for a, n in zip(start, box))
+        affine = subject["image"].affine.copy()
+        affine[:3, 3] = affine[:3, :3] @ np.asarray(start, dtype=float) + affine[:3, 3]  # the patch's own origin
+        patch = tio.Subject(image=tio.ScalarImage(tensor=subject["image"].data[(slice(None), *crop)], affine=affine),
+                            label=tio.LabelMap(tensor=subject["label"].data[(slice(None), *crop)], affine=affine))
         if self.augmentation is not None:
             key = (case.slice_axis, case.case.task in self.augmentation.flip_tasks)
             if key not in self._transforms:

@@ -99,3 +99,30 @@ def test_a_structure_the_layout_does_not_annotate_is_masked_and_gets_no_gradient
     for channel, structure in enumerate(structures):
         moved = bool(logits.grad[0, channel].abs().sum() > 0)
         assert moved == (structure in annotated), structure  # no push towards "absent" for the rest
+
+
+def test_patch_centres_follow_foreground_fraction_and_skip_unannotated_structures():
+    # the sampler's rule, counted over many draws: the background gets 1 - fraction of the
+    # centres, each annotated structure an equal share of the rest, whatever its size; the RV,
+    # labelled in MyoPS files but no MyoPS target, is background and never a chosen structure
+    case = case_of("myops", "myops", 20, "myops-20")
+    dataset = PatchDataset([case], [4, 4], foreground_fraction=0.6, augmentation=None)  # every structure has centres where it fits
+    box = dataset.box(case)
+    structure_map = dataset.subject(0)["structures"].data[0]
+    label = dataset.subject(0)["label"].data[0]
+    torch.manual_seed(0)
+    draws = 3000
+    counts = torch.zeros(4)
+    for _ in range(draws):
+        corner = dataset._corner(0, box)
+        centre = tuple(c + p // 2 for c, p in zip(corner, box))
+        counts[int(structure_map[centre])] += 1
+        if int(structure_map[centre]) == 0:
+            assert int(label[centre]) not in (500, 200, 1220, 2221)
+    shares = counts / draws
+    assert abs(shares[0] - 0.4) < 0.03
+    for value in (1, 2, 3):  # lv, myo, scar: 0.2 each, scar being a few voxels and the myocardium many
+        assert abs(shares[value] - 0.2) < 0.03, shares
+    # a patch is the crop at its corner, image and label alike
+    sample = dataset[(0, 11)]
+    assert sample["image"].shape[-2:] == (4, 4)
