@@ -17,6 +17,12 @@ from datamodules.prompts import prompt_fields
 from datamodules.sampling import PatchDraw
 
 
+def _centre_bounds(box, shape) -> list[tuple[int, int]]:
+    """Per axis, the first and last voxel a patch of ``box`` can be centred on inside ``shape``
+    (a patch starts ``size // 2`` voxels before its centre)."""
+    return [(size // 2, extent - size + size // 2) for size, extent in zip(box, shape)]
+
+
 class PatchDataset(Dataset):
     """``PatchDraw(case, seed)`` -> the patch of case ``case`` that ``seed`` picks (the sampler
     decides which cases, and hands out the seeds); a plain index ``i`` -> a random patch of
@@ -101,7 +107,7 @@ class PatchDataset(Dataset):
         if index not in self._centre_index:
             structures = self.subject(index)["structures"].data[0]
             fits = torch.zeros(structures.shape, dtype=torch.bool)
-            fits[tuple(slice(p // 2, n - p + p // 2 + 1) for p, n in zip(box, structures.shape))] = True
+            fits[tuple(slice(low, high + 1) for low, high in _centre_bounds(box, structures.shape))] = True
             total = int(fits.sum())
             entries = []
             for value, chance in self._probabilities[index].items():
@@ -130,10 +136,9 @@ class PatchDataset(Dataset):
             flat = int(indices[int(torch.randint(len(indices), ()))])
             centre = np.unravel_index(flat, shape)
         else:  # a common value: draw voxels where a patch fits until one has it
-            low = [p // 2 for p in box]
-            high = [n - p + p // 2 for p, n in zip(box, shape)]
+            bounds = _centre_bounds(box, shape)
             while True:
-                centre = tuple(int(torch.randint(a, b + 1, ())) for a, b in zip(low, high))
+                centre = tuple(int(torch.randint(low, high + 1, ())) for low, high in bounds)
                 if int(structures[centre]) == value:
                     break
         return tuple(int(c) - p // 2 for c, p in zip(centre, box))

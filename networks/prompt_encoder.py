@@ -133,12 +133,11 @@ class TextPromptEncoder(nn.Module):
         return self.text_model_identity()
 
     def set_extra_state(self, state: dict) -> None:
-        mine = self.text_model_identity()
         theirs = torch.tensor(state["embedding"])
         here = self.text_embeddings([state["phrase"]])[0, :len(theirs)]
         if not torch.allclose(here, theirs, atol=IDENTITY_TOLERANCE, rtol=0):
             raise ValueError(f"the checkpoint's prompt encoder was trained on the text model {state['text_model']!r}, "
-                             f"but this one uses {mine['text_model']!r}, which embeds {state['phrase']!r} "
+                             f"but this one uses {self.text_model_name()!r}, which embeds {state['phrase']!r} "
                              f"differently (max difference {float((here - theirs).abs().max()):.3g}): "
                              "use the text model the checkpoint was trained with (model_path)")
 

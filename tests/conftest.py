@@ -21,6 +21,17 @@ def phantom_root(tmp_path_factory) -> Path:
     return write_phantoms(tmp_path_factory.mktemp("phantoms") / "data", seed=0, cases_per_center=2, eval_cases=1)
 
 
+def assert_same_state(state: dict, other: dict) -> None:
+    """Two state dicts hold bit-identical weights and equal extra state (the prompt encoder's
+    record of its text model, plain data)."""
+    assert state.keys() == other.keys()
+    for name, value in state.items():
+        if torch.is_tensor(value):
+            torch.testing.assert_close(other[name], value, rtol=0, atol=0, msg=name)
+        else:
+            assert other[name] == value, name
+
+
 @pytest.fixture
 def one_thread(monkeypatch):
     """One thread in this process and in every process it spawns (DDP ranks), so kernels round

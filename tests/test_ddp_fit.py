@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy
 
 from lightning_modules.experiment import build_experiment
+from tests.conftest import assert_same_state
 from tests.test_cli import CONFIG, SMALL
 
 
@@ -87,11 +88,7 @@ def test_two_process_fit_samples_per_rank_and_validates_like_one_process(in_run_
     assert _recorded("resumed") == [[row for row in rows if row[0] == "1"] for rows in recorded]
     straight = torch.load("ckpt/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     again = torch.load("resumed/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
-    for name, value in straight.items():
-        if torch.is_tensor(value):
-            torch.testing.assert_close(again[name], value, rtol=0, atol=0, msg=name)
-        else:  # the prompt encoder's record of its text model
-            assert again[name] == value, name
+    assert_same_state(straight, again)
 
     datamodule = cli.datamodule
     datamodule.setup("fit")
