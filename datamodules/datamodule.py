@@ -43,6 +43,13 @@ class CareDataModule(L.LightningDataModule):
         augmentation: random training transforms; ``null`` for none.
         synonym_probability: chance that a training prompt uses a random synonym of its
             structure instead of the canonical name (so unseen phrasings still work).
+        prompt_subset_probability: chance that a training patch is prompted with a random
+            non-empty subset of its annotated structures, in random order, instead of its
+            task's full set, so that asking for one structure alone (``predict --structures``,
+            a free-text prompt) is a prompt set the model has seen.
+        prompt_wording_probability: chance that a training prompt is written in a random
+            sentence frame and modality wording (``vocabulary.PROMPT_TEMPLATES``,
+            ``Modality.wordings``) instead of "{name} in {modality}".
         neighbour_slices: 2D models only (2.5D): this many slices on either side of each slice
             come with it as extra image channels, in training and inference alike; the
             backbone's ``in_channels`` follows (``2 * neighbour_slices + 1``).
@@ -72,6 +79,8 @@ class CareDataModule(L.LightningDataModule):
         task_weights: dict[str, float] | None = None,
         augmentation: Augmentation | None = Augmentation(),  # noqa: B008
         synonym_probability: float = 0.5,
+        prompt_subset_probability: float = 0.0,
+        prompt_wording_probability: float = 0.0,
         neighbour_slices: int = 0,
         num_workers: int = 0,
         seed: int = 0,
@@ -107,6 +116,12 @@ class CareDataModule(L.LightningDataModule):
         if not 0 <= synonym_probability <= 1:
             raise ValueError(f"synonym_probability must be in [0, 1], got {synonym_probability}")
         self.synonym_probability = synonym_probability
+        if not 0 <= prompt_subset_probability <= 1:
+            raise ValueError(f"prompt_subset_probability must be in [0, 1], got {prompt_subset_probability}")
+        self.prompt_subset_probability = prompt_subset_probability
+        if not 0 <= prompt_wording_probability <= 1:
+            raise ValueError(f"prompt_wording_probability must be in [0, 1], got {prompt_wording_probability}")
+        self.prompt_wording_probability = prompt_wording_probability
         check_neighbour_slices(neighbour_slices, patch_size)  # here, before any data is read
         self.neighbour_slices = neighbour_slices
         self.num_workers = num_workers
@@ -180,7 +195,8 @@ class CareDataModule(L.LightningDataModule):
         cases = self.cases("train")
         weights = case_weights([c.case for c in cases], self.task_sampling, self.temperature, self.task_weights)
         dataset = PatchDataset(cases, self.patch_size, self.foreground_fraction, self.augmentation,
-                               self.synonym_probability, self.neighbour_slices)
+                               self.synonym_probability, self.neighbour_slices, self.prompt_subset_probability,
+                               self.prompt_wording_probability)
         sampler = WeightedCaseSampler(weights, self.samples_per_epoch, seed=self.seed)
         return ResumableDataLoader(dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=collate_patches,
                                    drop_last=True, **self._loader_kwargs())

@@ -38,13 +38,17 @@ class PatchDataset(Dataset):
         foreground_fraction: share of patches centred on foreground.
         augmentation: random transforms, or ``None``.
         synonym_probability: chance that a prompt is phrased with a random synonym.
+        subset_probability: chance that a patch is prompted with a random non-empty subset of
+            its annotated structures, in random order, instead of its task's full set.
+        wording_probability: chance that a prompt is written in a random sentence frame and
+            modality wording (``vocabulary.PROMPT_TEMPLATES``).
         neighbour_slices: 2D only: this many slices on either side of a patch's slice come
             with it as extra channels (2.5D; see ``datamodules.neighbour_slices``).
     """
 
     def __init__(self, cases: list[PreprocessedCase], patch_size: list[int], foreground_fraction: float = 0.67,
                  augmentation: Augmentation | None = None, synonym_probability: float = 0.5,
-                 neighbour_slices: int = 0):
+                 neighbour_slices: int = 0, subset_probability: float = 0.0, wording_probability: float = 0.0):
         if len(patch_size) not in (2, 3):
             raise ValueError(f"patch_size must have 2 (2D) or 3 (3D) entries, got {patch_size}")
         check_neighbour_slices(neighbour_slices, patch_size)
@@ -54,6 +58,8 @@ class PatchDataset(Dataset):
         self.patch_size = list(patch_size)
         self.augmentation = augmentation
         self.synonym_probability = synonym_probability
+        self.subset_probability = subset_probability
+        self.wording_probability = wording_probability
         self.foreground_fraction = foreground_fraction
         self.neighbour_slices = neighbour_slices
         self._subjects: dict[int, tio.Subject] = {}
@@ -173,7 +179,7 @@ class PatchDataset(Dataset):
             image, label = image.squeeze(1 + case.slice_axis), label.squeeze(case.slice_axis)
         # prompt phrasing is drawn from torch's RNG too, so the patch's seed fixes it
         fields = prompt_fields(case.case, random.Random(int(torch.randint(0, 2**31 - 1, ()).item())),
-                               self.synonym_probability)
+                               self.synonym_probability, self.subset_probability, self.wording_probability)
         target = vocabulary.binary_masks(label.numpy(), case.case.layout,
                                          [s for s, a in zip(fields["structures"], fields["annotated"]) if a])
         full = torch.zeros((len(fields["structures"]), *label.shape))

@@ -117,6 +117,8 @@ class Modality:
     Args:
         key: the name sources use (``LGE``, ``CT``...), exactly; case matters.
         phrase: how prompts say it ("left atrium in LGE MRI").
+        wordings: other ways of writing it that training prompts may use
+            (``data.prompt_wording_probability``), so a prompt is not tied to one spelling.
         normalisation: ``ct`` (Hounsfield window) or ``mri`` (percentile clip, then z-score):
             CT has an absolute intensity scale, MRI has none.
     """
@@ -124,18 +126,30 @@ class Modality:
     key: str
     phrase: str
     normalisation: str
+    wordings: tuple[str, ...] = ()
 
 
 # A closed list: a modality the code does not know would be normalised by guess (a CT named
 # ``ct`` z-scored as MRI), so it is refused instead, naming the source.
 MODALITIES: dict[str, Modality] = {m.key: m for m in (
-    Modality("LGE", "LGE MRI", "mri"),
-    Modality("CT", "CT", "ct"),
-    Modality("MRI", "MRI", "mri"),
-    Modality("bSSFP", "bSSFP cine MRI", "mri"),
-    Modality("C0", "bSSFP cine MRI", "mri"),  # MyoPS names bSSFP C0
-    Modality("T2", "T2-weighted MRI", "mri"),
+    Modality("LGE", "LGE MRI", "mri", ("late gadolinium enhancement MRI", "LGE-MRI", "LGE")),
+    Modality("CT", "CT", "ct", ("computed tomography", "CT scan", "contrast CT")),
+    Modality("MRI", "MRI", "mri", ("magnetic resonance imaging", "MR image")),
+    Modality("bSSFP", "bSSFP cine MRI", "mri", ("cine MRI", "bSSFP")),
+    Modality("C0", "bSSFP cine MRI", "mri", ("cine MRI", "bSSFP")),  # MyoPS names bSSFP C0
+    Modality("T2", "T2-weighted MRI", "mri", ("T2 MRI", "T2-weighted MR image")),
 )}
+
+# Sentence frames of a training prompt besides the canonical "{name} in {modality}" (drawn with
+# ``data.prompt_wording_probability``): the structure's name and the modality are what a prompt
+# means, not where they stand in it.
+PROMPT_TEMPLATES: tuple[str, ...] = (
+    "{name} in {modality}",
+    "{modality}: {name}",
+    "{name} on {modality}",
+    "{name}, {modality}",
+    "segment the {name} in this {modality} image",
+)
 
 # How a modality is phrased inside a prompt ("left atrium in LGE MRI").
 MODALITY_PHRASES: dict[str, str] = {key: m.phrase for key, m in MODALITIES.items()}
@@ -163,11 +177,19 @@ def layout(key: str) -> LayoutCodes:
     return LAYOUTS[key]
 
 
-def prompt(structure: str, modality: str, rng: random.Random | None = None) -> str:
-    """Prompt text for a structure in a modality; a random synonym when ``rng`` is given."""
+def prompt(structure: str, modality: str, rng: random.Random | None = None,
+           wording_rng: random.Random | None = None) -> str:
+    """Prompt text for a structure in a modality: "{canonical name} in {modality phrase}"; a
+    random synonym of the name when ``rng`` is given, a random sentence frame
+    (``PROMPT_TEMPLATES``) and way of writing the modality when ``wording_rng`` is given."""
     names = STRUCTURES[structure].names
     name = names[0] if rng is None else rng.choice(names)
-    return f"{name} in {MODALITIES[modality].phrase if modality in MODALITIES else modality}"
+    known = MODALITIES.get(modality)
+    phrase = known.phrase if known else modality
+    if wording_rng is None:
+        return f"{name} in {phrase}"
+    phrases = (phrase, *known.wordings) if known else (phrase,)
+    return wording_rng.choice(PROMPT_TEMPLATES).format(name=name, modality=wording_rng.choice(phrases))
 
 
 def binary_masks(label: np.ndarray, layout_key: str, structures: tuple[str, ...] | list[str]) -> np.ndarray:
@@ -197,7 +219,14 @@ def annotated_structures(layout_key: str, task_key: str) -> list[str]:
 
 
 def labelled_prompts() -> list[tuple[str, str]]:
-    """``(structure key, prompt)`` for every phrasing of every structure in every modality: the
-    reference set whose statistics precondition the prompt encoder's text embeddings."""
-    return [(s.key, f"{name} in {phrase}") for s in STRUCTURES.values() for name in s.names
-            for phrase in dict.fromkeys(MODALITY_PHRASES.values())]
+    """``(structure key, prompt)``: the reference set whose statistics precondition the prompt
+    encoder's text embeddings. Every name of every structure in every way of writing every
+    modality, in the canonical frame, and in every sentence frame (``PROMPT_TEMPLATES``) with
+    each modality's canonical phrase: the ways a structure's prompts vary in training, whose
+    directions the whitening must not amplify."""
+    wordings = dict.fromkeys(w for m in MODALITIES.values() for w in (m.phrase, *m.wordings))
+    phrases = dict.fromkeys(MODALITY_PHRASES.values())
+    pairs = [(s.key, f"{name} in {wording}") for s in STRUCTURES.values() for name in s.names for wording in wordings]
+    pairs += [(s.key, template.format(name=name, modality=phrase)) for s in STRUCTURES.values() for name in s.names
+              for template in PROMPT_TEMPLATES[1:] for phrase in phrases]
+    return pairs

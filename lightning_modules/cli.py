@@ -76,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         from lightning_modules.predict_cli import predict_main
 
         return predict_main(words[1:])
+    if words[:1] == ["prompts"]:
+        from lightning_modules.prompt_robustness import prompts_main
+
+        return prompts_main(words[1:])
     if words[:1] == ["evaluate"]:
         from lightning_modules.evaluate_cli import evaluate_main
 

@@ -15,6 +15,7 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from monai.inferers import Inferer, SliceInferer, SlidingWindowInferer
 
+from datamodules import vocabulary
 from datamodules.collate import subset_patches
 from datamodules.geometry import spacing_of
 from datamodules.neighbour_slices import with_neighbour_slices
@@ -28,6 +29,12 @@ from lightning_modules.postprocessing import PostProcessing
 from lightning_modules.schedules import RunLengthSchedule, time_budget
 from networks.fixed_head import FixedHeadSegmenter
 from networks.segmenter import PromptSegmenter
+
+
+def default_inferer(patch_size: list[int]) -> Inferer:
+    """Training-patch-sized windows, Gaussian weighting, overlap 0.25: slice by slice for a 2D patch."""
+    options = {"roi_size": list(patch_size), "sw_batch_size": 32, "overlap": 0.25, "mode": "gaussian"}
+    return SliceInferer(spatial_dim=2, **options) if len(patch_size) == 2 else SlidingWindowInferer(**options)
 
 
 class CardiacSegmentationModule(L.LightningModule):
@@ -116,8 +123,7 @@ class CardiacSegmentationModule(L.LightningModule):
             patch = getattr(datamodule, "patch_size", None)
             if patch is None:
                 raise ValueError("no inferer given and no datamodule patch_size to build one from")
-            options = {"roi_size": list(patch), "sw_batch_size": 32, "overlap": 0.25, "mode": "gaussian"}
-            self.inferer = SliceInferer(spatial_dim=2, **options) if len(patch) == 2 else SlidingWindowInferer(**options)
+            self.inferer = default_inferer(patch)
         self._check_inferer()
         if stage == "fit" and (self.gradient_surgery or self.gradient_balance):
             check_precision_for_task_gradients(str(self.trainer.precision))
@@ -220,11 +226,23 @@ class CardiacSegmentationModule(L.LightningModule):
                      batch_size=samples.get(key, samples.get(key.split("/")[0], 1)))
 
     # ---- whole-volume inference -----------------------------------------------------------
-    def sliding_window(self, image: torch.Tensor, prompts: list[list[str | None]], slice_axis: int) -> torch.Tensor:
-        """Logits ``[1, P, *S]`` of one preprocessed volume ``[1, C, *S]``."""
-        embeddings, padding = self.net.encode_prompts(prompts)
-        # MONAI's SliceInferer drops extra network arguments, so the prompts are bound here
-        network = functools.partial(self.net, prompt_embeddings=embeddings, prompt_padding=padding)
+    def _network(self, prompt_sets: list[list[str | None]]):
+        """The network as the inferers call it (a window in, logits out), the prompts bound:
+        MONAI's SliceInferer drops extra network arguments. Several prompt sets are decoded
+        each on its own, their logits concatenated."""
+        encoded = [self.net.encode_prompts([prompts]) for prompts in prompt_sets]
+        if len(encoded) == 1:
+            return functools.partial(self.net, prompt_embeddings=encoded[0][0], prompt_padding=encoded[0][1])
+        if isinstance(self.net, PromptSegmenter):
+            return functools.partial(self.net.forward_prompt_sets, prompt_sets=encoded)
+        # the fixed-head baseline has no decoder to share a backbone pass with
+        return lambda window: torch.cat([self.net(window, e, p) for e, p in encoded], 1)
+
+    def sliding_window(self, image: torch.Tensor, prompts: list[list[str | None]], slice_axis: int,
+                       prompt_sets: list[list[str | None]] | None = None) -> torch.Tensor:
+        """Logits ``[1, P, *S]`` of one preprocessed volume ``[1, C, *S]`` for ``prompts[0]``, or,
+        given ``prompt_sets``, for each set in turn (concatenated, one backbone pass per window)."""
+        network = self._network(prompt_sets or [prompts[0]])
         if isinstance(self.inferer, SliceInferer):
             # 2.5D: each slice's neighbours become channels, built as the training volumes were
             image = with_neighbour_slices(image[0], slice_axis, self.neighbour_slices)[None]
@@ -233,9 +251,10 @@ class CardiacSegmentationModule(L.LightningModule):
             return self.inferer(moved, network).movedim(2 + self.inferer.spatial_dim, 2 + slice_axis)
         return self.inferer(image, network)
 
-    def probabilities(self, batch: dict) -> torch.Tensor:
+    def probabilities(self, batch: dict, prompt_sets: list[list[str]] | None = None) -> torch.Tensor:
         """Per-prompt probabilities ``[P, *S]`` on the case's original file grid (averaged over
-        the mirrored passes when ``tta_axes`` is set)."""
+        the mirrored passes when ``tta_axes`` is set); given ``prompt_sets``, those of every
+        set, each asked on its own, concatenated in order."""
         image, total, passes = batch["image"], None, 0
         mirrored = self.tta_axes
         if isinstance(self.inferer, SliceInferer):
@@ -246,7 +265,8 @@ class CardiacSegmentationModule(L.LightningModule):
         for count in range(len(mirrored) + 1):
             for axes in itertools.combinations(mirrored, count):
                 dims = [2 + axis for axis in axes]
-                logits = self.sliding_window(image.flip(dims) if dims else image, batch["prompts"], batch["slice_axis"])
+                logits = self.sliding_window(image.flip(dims) if dims else image, batch["prompts"], batch["slice_axis"],
+                                             prompt_sets)
                 probabilities = torch.sigmoid(logits[0].float())
                 probabilities = probabilities.flip([d - 1 for d in dims]) if dims else probabilities
                 total = probabilities if total is None else total + probabilities
@@ -260,12 +280,22 @@ class CardiacSegmentationModule(L.LightningModule):
         scores is exactly what ``predict`` writes."""
         return self.label_and_masks(batch, probabilities)[1]
 
-    def label_and_masks(self, batch: dict, probabilities: torch.Tensor | None = None) -> tuple[np.ndarray | None, np.ndarray]:
+    def label_and_masks(self, batch: dict, probabilities: torch.Tensor | None = None,
+                        containers: dict[str, torch.Tensor] | None = None) -> tuple[np.ndarray | None, np.ndarray]:
         """The label map in the task's codes (``None`` unless the prompts are task structures)
-        and the binary masks ``[P, *S]`` that ``masks`` describes (see ``PostProcessing``)."""
+        and the binary masks ``[P, *S]`` that ``masks`` describes (see ``PostProcessing``).
+        ``containers``: probabilities of the containers of asked structures that were not
+        asked themselves (predicted here when needed and not given)."""
         if probabilities is None:
             probabilities = self.probabilities(batch)
-        return self.postprocessing(probabilities, batch["structures"], batch.get("task"))
+        missing = self.postprocessing.missing_containers(batch["structures"])
+        if missing and containers is None:
+            # a structure asked without its container (``predict --structures scar``) is cut to
+            # the container as in its full set: the container is predicted for that alone
+            hidden = {**batch, "structures": missing,
+                      "prompts": [[vocabulary.prompt(key, batch["modality"]) for key in missing]]}
+            containers = dict(zip(missing, self.probabilities(hidden)))
+        return self.postprocessing(probabilities, batch["structures"], batch.get("task"), containers)
 
     def score(self, batch: dict, predicted: np.ndarray | None = None) -> list[dict]:
         """One row per annotated (case, structure): ids, role, file paths, Dice, HD, HD95, volumes."""

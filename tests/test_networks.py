@@ -53,6 +53,19 @@ def test_prompts_permute_with_outputs_and_unseen_prompt_runs(encoder, multiscale
     torch.testing.assert_close(out.flip(1), out_rev, rtol=1e-4, atol=1e-4)
 
 
+def test_prompt_sets_from_one_backbone_pass_equal_each_set_asked_alone(encoder):
+    net = make(encoder, 2, multiscale=True).eval()  # prompts attend to each other within a set
+    image = torch.randn(2, 1, 64, 64)
+    sets = [["left ventricle blood pool in CT", "myocardial scar in CT"], ["myocardial scar in CT"], ["LV cavity"]]
+    encoded = [net.encode_prompts([prompts]) for prompts in sets]
+    with torch.no_grad():
+        together = net.forward_prompt_sets(image, encoded)
+        separate = torch.cat([net(image, e, p) for e, p in encoded], 1)
+    assert together.shape == (2, 4, 64, 64)
+    torch.testing.assert_close(together, separate)
+    assert (together[:, 1] - together[:, 2]).abs().max() > 1e-3  # scar with the LV differs from scar alone
+
+
 def test_text_model_runs_once_per_new_prompt(encoder):
     encoder([["right atrium in MRI"]])  # the first forward also calibrates (its own text-model call)
     calls = encoder.text_model_calls

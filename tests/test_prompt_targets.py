@@ -82,6 +82,34 @@ def test_each_prompt_target_is_its_structure_mask_whatever_the_phrasing():
     assert {"scar", "myo", "lv", "la", "aorta"} <= set(phrasings)
 
 
+def test_prompt_subsets_are_random_non_empty_and_keep_each_target_with_its_prompt():
+    # with prompt_subset_probability 1 every patch asks a random subset of its annotated
+    # structures in random order; each target channel is still its prompt's structure
+    cases = [case_of("myops", "myops", 20, "myops-20"), case_of("whs", "mmwhs", 20, "whs-20")]
+    dataset = PatchDataset(cases, [16, 16], foreground_fraction=0.9, augmentation=None, synonym_probability=1.0,
+                           subset_probability=1.0)
+    asked: dict[str, set[tuple[str, ...]]] = {"myops": set(), "whs": set()}
+    for start in range(40):
+        batch = collate_patches([dataset[(index, start)] for index in range(len(cases))])
+        for sample, task in enumerate(batch["task"]):
+            prompts = [prompt for prompt in batch["prompts"][sample] if prompt is not None]
+            structures = [structure_named(prompt) for prompt in prompts]
+            assert structures == batch["structures"][sample] and 1 <= len(structures) == len(set(structures))
+            assert set(structures) <= set(vocabulary.TASKS[task].structures)
+            assert batch["prompt_mask"][sample, :len(prompts)].all()
+            codes = batch["image"][sample, 0].round().long().numpy()
+            layout = cases[sample].case.layout
+            for channel, structure in enumerate(structures):
+                expected = np.isin(codes, sorted(CODES[layout][structure]))
+                assert np.array_equal(batch["target"][sample, channel].numpy() == 1, expected), (task, structure)
+            asked[task].add(tuple(structures))
+    assert {len(s) for s in asked["myops"]} == {1, 2, 3}
+    assert ("lv", "myo") in asked["myops"] and ("myo", "lv") in asked["myops"]  # orders vary
+    # off (the default): the task's full set in table order, and the same draws as before the option
+    plain = PatchDataset(cases, [16, 16], foreground_fraction=0.9, augmentation=None, synonym_probability=1.0)
+    assert plain[(0, 5)]["structures"] == list(vocabulary.TASKS["myops"].structures)
+
+
 def test_a_structure_the_layout_does_not_annotate_is_masked_and_gets_no_gradient():
     # whole-heart prompts on a MyoPS label: only LV, RV and myocardium are annotated there
     case = case_of("whs", "myops", 20, "whs-on-myops")

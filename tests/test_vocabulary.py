@@ -40,6 +40,22 @@ def test_prompts_name_structure_and_modality_and_synonyms_vary():
     assert all(p.endswith(" in CT") for p in phrasings)
 
 
+def test_prompt_wordings_vary_frame_and_modality_but_keep_a_name_and_a_modality():
+    import random
+
+    modality = vocabulary.MODALITIES["LGE"]
+    worded = {vocabulary.prompt("scar", "LGE", None, random.Random(i)) for i in range(200)}
+    frames = {t for t in vocabulary.PROMPT_TEMPLATES for p in worded
+              for w in (modality.phrase, *modality.wordings) if p == t.format(name="myocardial scar", modality=w)}
+    assert frames == set(vocabulary.PROMPT_TEMPLATES)  # every frame, always the canonical name here
+    assert {w for w in (modality.phrase, *modality.wordings) for p in worded if w in p} == {modality.phrase, *modality.wordings}
+    # the whitening's reference set holds every name in every frame and every modality wording
+    reference = set(vocabulary.labelled_prompts())
+    for name in vocabulary.STRUCTURES["scar"].names:
+        assert {("scar", t.format(name=name, modality=modality.phrase)) for t in vocabulary.PROMPT_TEMPLATES} <= reference
+        assert {("scar", f"{name} in {w}") for w in modality.wordings} <= reference
+
+
 def test_unknown_task_and_layout_raise():
     with pytest.raises(ValueError, match="unknown task"):
         vocabulary.task("brain")

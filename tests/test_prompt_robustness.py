@@ -1,0 +1,123 @@
+"""Issue 15: a structure's mask does not depend on which other prompts are asked with it, the
+held-out phrasings are really unseen, and ``care-cardiac prompts`` scores every way of asking."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from datamodules import vocabulary
+from datamodules.collate import collate_volume
+from datamodules.volumes import VolumeDataset
+from lightning_modules.cli import main
+from lightning_modules.experiment import build_experiment
+from lightning_modules.module import default_inferer
+from lightning_modules.postprocessing import PostProcessing
+from lightning_modules.prompt_robustness import HELDOUT_PROMPTS, heldout_prompts
+from tests.test_cli import CONFIG, CSV_ONLY, SMALL
+
+REPO = Path(__file__).resolve().parent.parent
+NO_PROMPT_ATTENTION = ["--model.net.init_args.decoder.init_args.prompt_attention", "false"]
+
+
+def _phantom_model(extra: list[str]):
+    torch.manual_seed(0)
+    cli = build_experiment(["--config", CONFIG, *SMALL, *CSV_ONLY, *extra])
+    cli.datamodule.setup("test")
+    cli.model.inferer = cli.model.inferer or default_inferer(cli.datamodule.patch_size)
+    return cli.model.eval(), cli.datamodule
+
+
+@pytest.mark.parametrize("prompt_attention", [False, True])
+def test_a_prompt_asked_alone_gets_what_it_gets_in_its_task_set_without_prompt_attention(
+        in_run_folder, prompt_attention):
+    """Every phantom test case of each task (whole-volume inference as ``test`` runs it): each
+    structure asked alone has the probabilities it has beside its task's other structures,
+    exactly, when the decoder's prompts do not attend to each other; with prompt attention they
+    differ (the control: the comparison can fail)."""
+    model, data = _phantom_model([] if prompt_attention else NO_PROMPT_ATTENTION)
+    first = {}  # one test case per task
+    for case in data.cases("test"):
+        first.setdefault(case.case.task, case)
+    largest = 0.0
+    with torch.no_grad():
+        for item in VolumeDataset(list(first.values())):
+            batch = collate_volume([item])
+            together = model.probabilities(batch)
+            for index, (structure, prompt) in enumerate(zip(batch["structures"], batch["prompts"][0])):
+                alone = model.probabilities({**batch, "structures": [structure], "prompts": [[prompt]]})[0]
+                largest = max(largest, float((alone - together[index]).abs().max()))
+    assert set(first) == {"la", "whs", "myops"}
+    if prompt_attention:
+        assert largest > 1e-3
+    else:
+        assert largest < 1e-5
+
+
+def test_a_structure_asked_without_its_container_is_cut_to_the_predicted_container():
+    post = PostProcessing(contained_in={"scar": "myo"})
+    scar = torch.zeros(1, 6, 6)
+    scar[0, :, :3] = 0.9
+    myo = torch.zeros(6, 6)
+    myo[:2] = 0.8
+    assert post.missing_containers(["scar"]) == ["myo"] and post.missing_containers(["lv", "myo", "scar"]) == []
+    assert post.missing_containers([None]) == []  # free-text prompts have no container
+    assert post.masks(scar, ["scar"]).sum() == 18  # nothing to cut it to
+    cut = post.masks(scar, ["scar"], containers={"myo": myo})
+    assert cut.sum() == 6 and cut[0, :2, :3].all()
+
+
+def _training_texts() -> str:
+    """Every source file that shapes training (code and experiment YAMLs), as one text."""
+    files = [p for folder in ("datamodules", "networks", "lightning_modules", "experiments")
+             for p in (REPO / folder).rglob("*") if p.suffix in (".py", ".yaml")]
+    return "\n".join(p.read_text() for p in files).lower()
+
+
+def test_heldout_phrasings_are_unseen_and_cover_every_structure():
+    listing = yaml.safe_load(HELDOUT_PROMPTS.read_text())
+    assert set(listing["structures"]) == set(vocabulary.STRUCTURES)
+    assert set(listing["modalities"]) == set(vocabulary.MODALITIES)
+    vocabulary_names = {name.lower() for s in vocabulary.STRUCTURES.values() for name in s.names}
+    modality_phrases = {phrase.lower() for phrase in vocabulary.MODALITY_PHRASES.values()}
+    training = _training_texts()
+    trained_prompts = {prompt.lower() for _, prompt in vocabulary.labelled_prompts()}
+    for structure, phrasings in listing["structures"].items():
+        assert len(phrasings) >= 3, structure
+        # one abbreviation (an upper-case word of 2-3 letters) per structure; edema has none in use
+        assert structure == "edema" or any(re.search(r"\b(?:[A-Z]{2,3}|[A-Z][a-z])\b", p.replace("{modality}", "")) for p in phrasings), structure
+        for modality in listing["modalities"]:
+            for prompt in heldout_prompts(structure, modality):
+                name = prompt.lower().replace(listing["modalities"][modality].lower(), "{modality}")
+                assert prompt.lower() not in trained_prompts and prompt.lower() not in training, prompt
+                wording = name.replace("{modality}", "").strip(" :")
+                for part in re.split(r" (?:in|on) $|^: ", wording):
+                    assert part.strip() not in vocabulary_names, prompt
+    for wording in listing["modalities"].values():
+        assert wording.lower() not in modality_phrases and wording.lower() not in training, wording
+
+
+@pytest.mark.slow
+def test_prompts_command_scores_every_way_of_asking_on_phantoms(in_run_folder):
+    cli = build_experiment(["--config", CONFIG, *SMALL, *CSV_ONLY, *NO_PROMPT_ATTENTION])
+    torch.save({"state_dict": cli.model.state_dict()}, in_run_folder / "start.ckpt")
+    assert main(["prompts", "--config", CONFIG, *SMALL, *CSV_ONLY, *NO_PROMPT_ATTENTION, "--ckpt_path", "start.ckpt",
+                 "--split", "test", "--output", "prompts.csv"]) == 0
+    rows = pd.read_csv(in_run_folder / "prompts.csv")
+    assert set(rows.kind) == {"full", "alone", "heldout", "absent"}
+    for (case, structure), part in rows[rows.kind != "absent"].groupby(["uid", "structure"]):
+        assert sorted(part.kind) == ["alone", "full", "heldout", "heldout", "heldout"], (case, structure)
+    # every annotated structure of every test case, and the absent ones where their task is
+    tasks = rows.drop_duplicates("uid").task.value_counts().to_dict()
+    assert set(rows[rows.kind == "absent"].structure) == {"aorta", "scar"}
+    assert len(rows[rows.kind == "absent"]) == sum(tasks.values())
+    assert rows[rows.kind == "alone"].agreement.notna().all() and rows[rows.kind == "full"].agreement.isna().all()
+    # a second run never overwrites the first one's rows
+    assert main(["prompts", "--config", CONFIG, *SMALL, *CSV_ONLY, *NO_PROMPT_ATTENTION, "--ckpt_path", "start.ckpt",
+                 "--split", "test", "--output", "prompts.csv", "--absent"]) == 0
+    assert len(list(in_run_folder.glob("prompts*.csv"))) == 2
