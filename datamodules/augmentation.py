@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torchio as tio
 
 from datamodules import vocabulary
+from datamodules.bias_field import SeparableRandomBiasField
 from datamodules.intensity_augmentation import RandomBrightnessContrast
 from datamodules.preprocessing import PAD_VALUE
 
@@ -80,7 +81,7 @@ class Augmentation:
             extra.append(tio.RandomFlip(axes=in_plane, flip_probability=0.5, copy=False))
         return tio.Compose([*extra,
             tio.RandomAffine(scales=tuple(scales), degrees=tuple(degrees), default_pad_value=PAD_VALUE, **options),
-            tio.RandomBiasField(coefficients=self.bias_field, **options),
+            SeparableRandomBiasField(coefficients=self.bias_field, **options),  # TorchIO's, 40x cheaper in 3D
             tio.RandomGamma(log_gamma=self.log_gamma, **options),
             *([RandomBrightnessContrast(self.brightness, self.contrast, **options)] if self.brightness or self.contrast else []),
             tio.RandomBlur(std=(0, self.blur_std), **options),

@@ -16,7 +16,6 @@ import json
 from pathlib import Path
 
 import lightning as L
-import torch
 from torch.utils.data import DataLoader
 
 from datamodules import vocabulary
@@ -26,6 +25,7 @@ from datamodules.collate import collate_volume
 from datamodules.manifest import Manifest
 from datamodules.prediction import PredictionDataset, case_id_of, image_files
 from datamodules.readers import LABEL_FILES, READERS, read_source
+from lightning_modules.checkpoint_weights import experiment_settings, load_weights
 from lightning_modules.experiment import build_experiment
 from lightning_modules.prediction_writer import LabelMapWriter
 from lightning_modules.progress import progress_bar
@@ -172,14 +172,7 @@ def predict_main(argv: list[str]) -> int:
         problems = problems_of(check_cases(cases, require_label=False))
         if problems:
             raise ValueError(f"{len(problems)} problem(s) with the input images:\n  " + "\n  ".join(problems))
-        # weights only: a checkpoint file cannot run code when it is loaded
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        try:
-            model.load_state_dict(state["state_dict"] if "state_dict" in state else state)
-        except RuntimeError as err:  # missing, unexpected or differently shaped weights
-            detail = " ".join(str(err).split())
-            raise ValueError(f"--ckpt_path {checkpoint} does not fit this experiment's model (was it trained "
-                             f"with other --config or overrides?): {detail[:600]}") from err
+        load_weights(model, checkpoint, experiment_settings(cli))
     except (ValueError, FileExistsError, RuntimeError, KeyError) as err:
         parser.error(str(err))
     tasks = sorted({c.task for c in cases})

@@ -122,6 +122,7 @@ def prompts_main(argv: list[str]) -> int:
     parser.add_argument("--heldout", default=str(HELDOUT_PROMPTS), help="YAML of held-out phrasings")
     parser.add_argument("--absent", nargs="*", default=DEFAULT_ABSENT, help="TASK:STRUCTURE asked where absent")
     args, overrides = parser.parse_known_args(argv)
+    from lightning_modules.checkpoint_weights import experiment_settings, load_weights
     from lightning_modules.experiment import build_experiment
 
     for entry in args.absent:
@@ -132,8 +133,10 @@ def prompts_main(argv: list[str]) -> int:
         parser.error(f"--ckpt_path {checkpoint} is not a file")
     cli = build_experiment([w for c in args.config for w in ("--config", c)] + overrides)
     datamodule, model = cli.datamodule, cli.model
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["state_dict"])
+    try:
+        load_weights(model, checkpoint, experiment_settings(cli))
+    except ValueError as err:
+        parser.error(str(err))
     model.eval()
     datamodule.setup("validate" if args.split == "val" else "test")
     if model.inferer is None:  # as the module's setup builds it in fit / test

@@ -1,5 +1,6 @@
 """Augmentation: in-plane only, labels kept binary, flips only where a task allows them."""
 
+import numpy as np
 import pytest
 import torch
 import torchio as tio
@@ -65,3 +66,22 @@ def test_bad_augmentation_settings_raise():
         Augmentation(max_downsampling=0.5)
     with pytest.raises(ValueError, match="unknown task"):
         Augmentation(flip_tasks=["brain"])
+
+
+@pytest.mark.parametrize("shape", [(96, 96, 96), (95, 64, 1), (1, 33, 40), (7, 5, 3)])
+def test_separable_bias_field_is_torchio_s_field_and_draw(shape):
+    import torchio as tio
+    from torchio.transforms.augmentation.intensity.random_bias_field import BiasField
+
+    from datamodules.bias_field import SeparableRandomBiasField, polynomial_bias_field
+
+    coefficients = list(np.random.default_rng(0).uniform(-0.3, 0.3, 20))
+    expected = BiasField.generate_bias_field(torch.zeros(1, *shape), 3, coefficients)
+    np.testing.assert_allclose(polynomial_bias_field(shape, 3, coefficients).numpy(), expected, rtol=1e-6)
+    image = torch.randn(1, *shape)
+    outputs = []
+    for transform in (tio.RandomBiasField(coefficients=0.3), SeparableRandomBiasField(coefficients=0.3)):
+        torch.manual_seed(1)  # the same draw of coefficients from torch's generator
+        outputs.append(transform(tio.Subject(image=tio.ScalarImage(tensor=image.clone()))).image.data)
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-6, atol=1e-6)
+    assert not torch.equal(outputs[1], image)

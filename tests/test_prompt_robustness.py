@@ -14,6 +14,7 @@ import yaml
 from datamodules import vocabulary
 from datamodules.collate import collate_volume
 from datamodules.volumes import VolumeDataset
+from lightning_modules.checkpoint_weights import experiment_settings
 from lightning_modules.cli import main
 from lightning_modules.experiment import build_experiment
 from lightning_modules.module import default_inferer
@@ -48,10 +49,12 @@ def test_a_prompt_asked_alone_gets_what_it_gets_in_its_task_set_without_prompt_a
     with torch.no_grad():
         for item in VolumeDataset(list(first.values())):
             batch = collate_volume([item])
-            together = model.probabilities(batch)
-            for index, (structure, prompt) in enumerate(zip(batch["structures"], batch["prompts"][0])):
-                alone = model.probabilities({**batch, "structures": [structure], "prompts": [[prompt]]})[0]
-                largest = max(largest, float((alone - together[index]).abs().max()))
+            prompts = batch["prompts"][0]
+            # the full set and each prompt alone, decoded from one backbone pass per window
+            # (equal to asking each set on its own: tests/test_networks.py)
+            asked = model.probabilities(batch, prompt_sets=[prompts] + [[p] for p in prompts])
+            together, alone = asked[:len(prompts)], asked[len(prompts):]
+            largest = max(largest, float((alone - together).abs().max()))
     assert set(first) == {"la", "whs", "myops"}
     if prompt_attention:
         assert largest > 1e-3
@@ -105,7 +108,8 @@ def test_heldout_phrasings_are_unseen_and_cover_every_structure():
 @pytest.mark.slow
 def test_prompts_command_scores_every_way_of_asking_on_phantoms(in_run_folder):
     cli = build_experiment(["--config", CONFIG, *SMALL, *CSV_ONLY, *NO_PROMPT_ATTENTION])
-    torch.save({"state_dict": cli.model.state_dict()}, in_run_folder / "start.ckpt")
+    torch.save({"state_dict": cli.model.state_dict(), "experiment_config": yaml.safe_dump(experiment_settings(cli))},
+               in_run_folder / "start.ckpt")
     assert main(["prompts", "--config", CONFIG, *SMALL, *CSV_ONLY, *NO_PROMPT_ATTENTION, "--ckpt_path", "start.ckpt",
                  "--split", "test", "--output", "prompts.csv"]) == 0
     rows = pd.read_csv(in_run_folder / "prompts.csv")
@@ -117,7 +121,12 @@ def test_prompts_command_scores_every_way_of_asking_on_phantoms(in_run_folder):
     assert set(rows[rows.kind == "absent"].structure) == {"aorta", "scar"}
     assert len(rows[rows.kind == "absent"]) == sum(tasks.values())
     assert rows[rows.kind == "alone"].agreement.notna().all() and rows[rows.kind == "full"].agreement.isna().all()
-    # a second run never overwrites the first one's rows
+    # a second run (LA only, nothing asked where absent) never overwrites the first one's rows
     assert main(["prompts", "--config", CONFIG, *SMALL, *CSV_ONLY, *NO_PROMPT_ATTENTION, "--ckpt_path", "start.ckpt",
-                 "--split", "test", "--output", "prompts.csv", "--absent"]) == 0
-    assert len(list(in_run_folder.glob("prompts*.csv"))) == 2
+                 "--split", "test", "--output", "prompts.csv", "--absent", "--data.tasks", "[la]"]) == 0
+    second = [p for p in in_run_folder.glob("prompts*.csv") if p.name != "prompts.csv"]
+    assert len(second) == 1 and set(pd.read_csv(second[0]).kind) == {"full", "alone", "heldout"}
+    # a checkpoint of another network is refused before any case is read
+    with pytest.raises(SystemExit):
+        main(["prompts", "--config", CONFIG, *SMALL, *CSV_ONLY, "--ckpt_path", "start.ckpt", "--output", "x.csv"])
+    assert not (in_run_folder / "x.csv").exists()

@@ -49,11 +49,14 @@ def case_of(task: str, layout: str, in_plane: int, name: str) -> PreprocessedCas
 
 
 def structure_named(prompt: str) -> str:
-    """The structure a prompt names, from the phrasings alone (a phrase naming two structures fails)."""
-    names = [key for key, structure in vocabulary.STRUCTURES.items()
-             if prompt.split(" in ")[0] in structure.names]
-    assert len(names) == 1, (prompt, names)
-    return names[0]
+    """The structure a prompt names, from the phrasings alone, whatever the sentence frame: the
+    structure of the longest name it contains (a prompt naming two structures fails)."""
+    found = sorted(((len(name), key) for key, structure in vocabulary.STRUCTURES.items()
+                    for name in structure.names if name in prompt), reverse=True)
+    assert found, prompt
+    longest = [key for length, key in found if length == found[0][0]]
+    assert len(set(longest)) == 1, (prompt, found)
+    return longest[0]
 
 
 def test_each_prompt_target_is_its_structure_mask_whatever_the_phrasing():
@@ -84,11 +87,13 @@ def test_each_prompt_target_is_its_structure_mask_whatever_the_phrasing():
 
 def test_prompt_subsets_are_random_non_empty_and_keep_each_target_with_its_prompt():
     # with prompt_subset_probability 1 every patch asks a random subset of its annotated
-    # structures in random order; each target channel is still its prompt's structure
+    # structures in random order, each prompt in a random sentence frame; each target channel
+    # is still its prompt's structure
     cases = [case_of("myops", "myops", 20, "myops-20"), case_of("whs", "mmwhs", 20, "whs-20")]
     dataset = PatchDataset(cases, [16, 16], foreground_fraction=0.9, augmentation=None, synonym_probability=1.0,
-                           subset_probability=1.0)
+                           subset_probability=1.0, wording_probability=1.0)
     asked: dict[str, set[tuple[str, ...]]] = {"myops": set(), "whs": set()}
+    frames: set[str] = set()
     for start in range(40):
         batch = collate_patches([dataset[(index, start)] for index in range(len(cases))])
         for sample, task in enumerate(batch["task"]):
@@ -103,8 +108,10 @@ def test_prompt_subsets_are_random_non_empty_and_keep_each_target_with_its_promp
                 expected = np.isin(codes, sorted(CODES[layout][structure]))
                 assert np.array_equal(batch["target"][sample, channel].numpy() == 1, expected), (task, structure)
             asked[task].add(tuple(structures))
+            frames.update(prompt.split(" ")[0] for prompt in prompts)
     assert {len(s) for s in asked["myops"]} == {1, 2, 3}
     assert ("lv", "myo") in asked["myops"] and ("myo", "lv") in asked["myops"]  # orders vary
+    assert len(frames) > 3  # sentence frames vary too
     # off (the default): the task's full set in table order, and the same draws as before the option
     plain = PatchDataset(cases, [16, 16], foreground_fraction=0.9, augmentation=None, synonym_probability=1.0)
     assert plain[(0, 5)]["structures"] == list(vocabulary.TASKS["myops"].structures)

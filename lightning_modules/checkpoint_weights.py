@@ -1,0 +1,52 @@
+"""Loading a checkpoint's weights into an experiment built from YAML (``predict``, ``prompts``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import yaml
+
+
+def _flat(node, prefix: str = "") -> dict[str, object]:
+    if not isinstance(node, dict):
+        return {prefix: node}
+    return {key: value for name, child in node.items() for key, value in _flat(child, f"{prefix}.{name}" if prefix else name).items()}
+
+
+def network_differences(saved_config: str, config: dict) -> list[str]:
+    """Settings of ``model.net`` that differ between a checkpoint's saved experiment and this one
+    (settings only one of them has, such as options added since, are not compared)."""
+    theirs = _flat((yaml.safe_load(saved_config) or {}).get("model", {}).get("net"), "model.net")
+    ours = _flat(config.get("model", {}).get("net"), "model.net")
+    return [f"{key}: checkpoint {theirs[key]!r}, here {ours[key]!r}" for key in sorted(set(theirs) & set(ours))
+            if theirs[key] != ours[key]]
+
+
+def load_weights(model: torch.nn.Module, checkpoint: Path, config: dict) -> None:
+    """The checkpoint's weights into ``model``, loaded weights-only (a checkpoint file cannot run
+    code). ``ValueError`` when the checkpoint was trained with another network: settings of
+    ``model.net`` that differ from its saved experiment (weights of the same shapes can mean
+    another network, e.g. prompts that attend to each other or not), or weights that do not fit.
+
+    Args:
+        config: this experiment's resolved settings (``yaml.safe_load`` of the parser's dump).
+    """
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if state.get("experiment_config"):
+        differences = network_differences(state["experiment_config"], config)
+        if differences:
+            raise ValueError(f"--ckpt_path {checkpoint} was trained with another network than this experiment "
+                             "builds; give the --config files and overrides it was trained with:\n  "
+                             + "\n  ".join(differences))
+    try:
+        model.load_state_dict(state["state_dict"] if "state_dict" in state else state)
+    except RuntimeError as err:  # missing, unexpected or differently shaped weights
+        detail = " ".join(str(err).split())
+        raise ValueError(f"--ckpt_path {checkpoint} does not fit this experiment's model (was it trained "
+                         f"with other --config or overrides?): {detail[:600]}") from err
+
+
+def experiment_settings(cli) -> dict:
+    """The resolved settings of an experiment built by ``build_experiment``, as plain data."""
+    return yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
