@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import torch
 import yaml
+from jsonargparse.typing import import_object
 
 
 def _flat(node, prefix: str = "") -> dict[str, object]:
@@ -14,13 +16,35 @@ def _flat(node, prefix: str = "") -> dict[str, object]:
     return {key: value for name, child in node.items() for key, value in _flat(child, f"{prefix}.{name}" if prefix else name).items()}
 
 
+def _class_default(flat: dict[str, object], key: str):
+    """The constructor default of setting ``key`` (``...init_args.<name>``) of the class named
+    beside it; ``None`` where there is none."""
+    if ".init_args." not in key:
+        return None
+    owner, name = key.rsplit(".init_args.", 1)
+    class_path = flat.get(f"{owner}.class_path")
+    if not class_path or "." in name:
+        return None
+    parameter = inspect.signature(import_object(class_path)).parameters.get(name)
+    return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
+
+
 def network_differences(saved_config: str, config: dict) -> list[str]:
-    """Settings of ``model.net`` that differ between a checkpoint's saved experiment and this one
-    (settings only one of them has, such as options added since, are not compared)."""
+    """Settings of ``model.net`` that differ between a checkpoint's saved experiment and this one.
+
+    A setting the checkpoint's experiment does not have (an option added since) counts as the
+    class's default, which is what that experiment ran with: options are added with a default
+    that keeps the old behaviour.
+    """
     theirs = _flat((yaml.safe_load(saved_config) or {}).get("model", {}).get("net"), "model.net")
     ours = _flat(config.get("model", {}).get("net"), "model.net")
-    return [f"{key}: checkpoint {theirs[key]!r}, here {ours[key]!r}" for key in sorted(set(theirs) & set(ours))
-            if theirs[key] != ours[key]]
+    differences = [f"{key}: checkpoint {theirs[key]!r}, here {ours[key]!r}" for key in sorted(set(theirs) & set(ours))
+                   if theirs[key] != ours[key]]
+    for key in sorted(set(ours) - set(theirs)):
+        default = _class_default(ours, key)
+        if default is not None and ours[key] != default:
+            differences.append(f"{key}: checkpoint {default!r} (its default, not written then), here {ours[key]!r}")
+    return differences
 
 
 def load_weights(model: torch.nn.Module, checkpoint: Path, config: dict) -> None:

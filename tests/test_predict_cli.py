@@ -111,14 +111,14 @@ def test_predict_refuses_bad_requests_before_any_work(in_run_folder, checkpoint,
     garbage.write_bytes(b"\x1f\x8b not really a gzip")
     wider = build_experiment(["--config", CONFIG, *SMALL[:-1], "16", *CSV_ONLY])  # base_filters 16, not 8
     torch.save({"state_dict": wider.model.state_dict()}, in_run_folder / "other.ckpt")
-    # same weight shapes, another network: its prompts do not attend to each other
+    # same weight shapes, another network: its prompts attend to each other
     independent = build_experiment(["--config", CONFIG, *SMALL, *CSV_ONLY,
-                                    "--model.net.init_args.decoder.init_args.prompt_attention", "false"])
+                                    "--model.net.init_args.decoder.init_args.prompt_attention", "true"])
     torch.save({"state_dict": independent.model.state_dict(),
                 "experiment_config": yaml.safe_dump(experiment_settings(independent))}, in_run_folder / "independent.ckpt")
     refusals += [
         (["--ckpt_path", str(in_run_folder / "independent.ckpt"), "--input", str(folder), "--task", "la", "--output", "o"],
-         "model.net.init_args.decoder.init_args.prompt_attention: checkpoint False, here True"),
+         "model.net.init_args.decoder.init_args.prompt_attention: checkpoint True, here False"),
         (["--ckpt_path", str(checkpoint), "--input", str(garbage), "--task", "la", "--output", "o"],
          f"{garbage}: image file is unreadable"),
         (["--ckpt_path", str(in_run_folder / "other.ckpt"), "--input", str(folder), "--task", "la", "--output", "o"],

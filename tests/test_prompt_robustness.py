@@ -23,7 +23,7 @@ from lightning_modules.prompt_robustness import HELDOUT_PROMPTS, heldout_prompts
 from tests.test_cli import CONFIG, CSV_ONLY, SMALL
 
 REPO = Path(__file__).resolve().parent.parent
-NO_PROMPT_ATTENTION = ["--model.net.init_args.decoder.init_args.prompt_attention", "false"]
+PROMPT_ATTENTION = ["--model.net.init_args.decoder.init_args.prompt_attention", "true"]
 
 
 def _phantom_model(extra: list[str]):
@@ -41,7 +41,7 @@ def test_a_prompt_asked_alone_gets_what_it_gets_in_its_task_set_without_prompt_a
     structure asked alone has the probabilities it has beside its task's other structures,
     exactly, when the decoder's prompts do not attend to each other; with prompt attention they
     differ (the control: the comparison can fail)."""
-    model, data = _phantom_model([] if prompt_attention else NO_PROMPT_ATTENTION)
+    model, data = _phantom_model(PROMPT_ATTENTION if prompt_attention else [])  # the experiment: no prompt attention
     first = {}  # one test case per task
     for case in data.cases("test"):
         first.setdefault(case.case.task, case)
@@ -107,10 +107,10 @@ def test_heldout_phrasings_are_unseen_and_cover_every_structure():
 
 @pytest.mark.slow
 def test_prompts_command_scores_every_way_of_asking_on_phantoms(in_run_folder):
-    cli = build_experiment(["--config", CONFIG, *SMALL, *CSV_ONLY, *NO_PROMPT_ATTENTION])
+    cli = build_experiment(["--config", CONFIG, *SMALL, *CSV_ONLY, ])
     torch.save({"state_dict": cli.model.state_dict(), "experiment_config": yaml.safe_dump(experiment_settings(cli))},
                in_run_folder / "start.ckpt")
-    assert main(["prompts", "--config", CONFIG, *SMALL, *CSV_ONLY, *NO_PROMPT_ATTENTION, "--ckpt_path", "start.ckpt",
+    assert main(["prompts", "--config", CONFIG, *SMALL, *CSV_ONLY, , "--ckpt_path", "start.ckpt",
                  "--split", "test", "--output", "prompts.csv"]) == 0
     rows = pd.read_csv(in_run_folder / "prompts.csv")
     assert set(rows.kind) == {"full", "alone", "heldout", "absent"}
@@ -122,11 +122,12 @@ def test_prompts_command_scores_every_way_of_asking_on_phantoms(in_run_folder):
     assert len(rows[rows.kind == "absent"]) == sum(tasks.values())
     assert rows[rows.kind == "alone"].agreement.notna().all() and rows[rows.kind == "full"].agreement.isna().all()
     # a second run (LA only, nothing asked where absent) never overwrites the first one's rows
-    assert main(["prompts", "--config", CONFIG, *SMALL, *CSV_ONLY, *NO_PROMPT_ATTENTION, "--ckpt_path", "start.ckpt",
+    assert main(["prompts", "--config", CONFIG, *SMALL, *CSV_ONLY, , "--ckpt_path", "start.ckpt",
                  "--split", "test", "--output", "prompts.csv", "--absent", "--data.tasks", "[la]"]) == 0
     second = [p for p in in_run_folder.glob("prompts*.csv") if p.name != "prompts.csv"]
     assert len(second) == 1 and set(pd.read_csv(second[0]).kind) == {"full", "alone", "heldout"}
     # a checkpoint of another network is refused before any case is read
     with pytest.raises(SystemExit):
-        main(["prompts", "--config", CONFIG, *SMALL, *CSV_ONLY, "--ckpt_path", "start.ckpt", "--output", "x.csv"])
+        main(["prompts", "--config", CONFIG, *SMALL, *CSV_ONLY, *PROMPT_ATTENTION, "--ckpt_path", "start.ckpt",
+              "--output", "x.csv"])
     assert not (in_run_folder / "x.csv").exists()

@@ -1,0 +1,29 @@
+"""A checkpoint is loaded only into the network its experiment built."""
+
+from __future__ import annotations
+
+import yaml
+
+from lightning_modules.checkpoint_weights import network_differences
+
+DECODER = "networks.prompt_decoder.PromptMaskDecoder"
+
+
+def net(**decoder) -> dict:
+    return {"model": {"net": {"class_path": "networks.segmenter.PromptSegmenter",
+                              "init_args": {"decoder": {"class_path": DECODER, "init_args": decoder}}}}}
+
+
+def test_differing_and_since_added_network_settings_are_named():
+    key = "model.net.init_args.decoder.init_args"
+    assert network_differences(yaml.safe_dump(net(num_layers=2)), net(num_layers=2)) == []
+    assert network_differences(yaml.safe_dump(net(num_layers=2)), net(num_layers=3)) == [
+        f"{key}.num_layers: checkpoint 2, here 3"]
+    # an option the checkpoint's experiment did not write ran at its default (prompt attention on)
+    old = yaml.safe_dump(net(num_layers=2))
+    assert network_differences(old, net(num_layers=2, prompt_attention=True)) == []
+    assert network_differences(old, net(num_layers=2, prompt_attention=False)) == [
+        f"{key}.prompt_attention: checkpoint True (its default, not written then), here False"]
+    # settings outside model.net (post-processing, inferer) may differ
+    other = {**net(num_layers=2), "data": {"batch_size": 4}}
+    assert network_differences(yaml.safe_dump(other), net(num_layers=2)) == []
