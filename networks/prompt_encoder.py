@@ -17,9 +17,12 @@ IDENTITY_TOLERANCE = 1e-3  # thread counts and CPU kernels move MiniLM's embeddi
 
 
 # The frozen text model and its embeddings, shared by every encoder of the process that uses the
-# same model folder: the model is stateless, and an embedding is a function of its text alone.
+# same model folder: the model is stateless, and an embedding is a function of its text and of
+# the thread count (CPU kernels split sums by threads: ~1e-7, enough to flip a voxel at the
+# threshold, so runs compared exactly across process counts must not share embeddings made
+# under other thread counts).
 _TEXT_MODELS: dict[str, tuple] = {}
-_EMBEDDINGS: dict[tuple[str, str], torch.Tensor] = {}
+_EMBEDDINGS: dict[tuple[str, int, str], torch.Tensor] = {}
 
 
 def default_text_model_path() -> str:
@@ -111,8 +114,8 @@ class TextPromptEncoder(nn.Module):
     @torch.no_grad()
     def text_embeddings(self, texts: list[str]) -> torch.Tensor:
         """Frozen sentence embeddings ``[N, text_dim]`` (mean pooling + L2 norm, as MiniLM was trained)."""
-        path = self._path()
-        missing = sorted({t for t in texts if (path, t) not in _EMBEDDINGS})
+        path, threads = self._path(), torch.get_num_threads()
+        missing = sorted({t for t in texts if (path, threads, t) not in _EMBEDDINGS})
         if missing:
             tokenizer, model = self._load()
             self.text_model_calls += 1
@@ -122,8 +125,8 @@ class TextPromptEncoder(nn.Module):
             for text in missing:
                 tokens = tokenizer([text], truncation=True, max_length=self.max_length, return_tensors="pt")
                 hidden = model(**tokens).last_hidden_state
-                _EMBEDDINGS[(path, text)] = torch.nn.functional.normalize(hidden.mean(1), dim=-1)[0]
-        return torch.stack([_EMBEDDINGS[(path, t)] for t in texts]) if texts else torch.zeros(0, self.text_dim)
+                _EMBEDDINGS[(path, threads, text)] = torch.nn.functional.normalize(hidden.mean(1), dim=-1)[0]
+        return torch.stack([_EMBEDDINGS[(path, threads, t)] for t in texts]) if texts else torch.zeros(0, self.text_dim)
 
     def text_model_name(self) -> str:
         if self.model_path is None:

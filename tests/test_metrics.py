@@ -134,7 +134,7 @@ def test_mirroring_tta_averages_every_flip_combination_back_in_place():
     calls = []
 
     class Probe(CardiacSegmentationModule):
-        def sliding_window(self, image, prompts, slice_axis):
+        def sliding_window(self, image, prompts, slice_axis, prompt_sets=None):
             calls.append(image.clone())
             return image[:, :1] * 10  # a position-dependent "model": un-flipped correctly, every pass agrees
 
