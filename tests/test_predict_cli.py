@@ -69,6 +69,14 @@ def test_predicted_files_match_their_images_evaluate_equals_test_and_the_noteboo
 
     from tests.conftest import REPO
 
+    # rows as `care-cardiac prompts` writes them, for the notebook's prompt-robustness section
+    asked = [("full", "left ventricle blood pool in LGE MRI", 0.9, None), ("alone", "left ventricle blood pool in LGE MRI", 0.9, 1.0),
+             ("heldout", "LV cavity in late gadolinium enhanced cardiac MR", 0.8, 0.95)]
+    identity = {"uid": "u1", "case_id": "c1", "task": "myops", "center": "x", "modality": "LGE", "role": "ID"}
+    pd.DataFrame([{**identity, "structure": "lv", "prompt": prompt, "kind": kind, "dice": dice, "hd95": 1.0,
+                   "pred_ml": 1.0, "ref_ml": 1.0, "agreement": agreement} for kind, prompt, dice, agreement in asked]
+                 + [{**identity, "structure": "aorta", "prompt": "ascending aorta in LGE MRI", "kind": "absent",
+                     "pred_ml": 2.0}]).to_csv(in_run_folder / "prompt_rows.csv", index=False)
     notebook = nbformat.read(REPO / "notebooks" / "ood_analysis.ipynb", as_version=4)
     monkeypatch.setenv("CARE_RESULTS", str(in_run_folder))
     monkeypatch.setenv("CARE_PREDICTIONS", str(in_run_folder / "pred"))
@@ -78,7 +86,8 @@ def test_predicted_files_match_their_images_evaluate_equals_test_and_the_noteboo
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "plots show 'version_0': 10 cases" in text and "dice ID" in text
-    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2 + 3  # two plots, three overlays
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2 + 3 + 1  # two plots, three overlays, prompts
+    assert "prompt_rows: 1 cases" in text and "absent_ml_mean" in text
 
 
 @pytest.mark.slow
