@@ -113,14 +113,13 @@ class CareDataModule(L.LightningDataModule):
         self.temperature = temperature
         self.task_weights = task_weights
         self.augmentation = augmentation
-        if not 0 <= synonym_probability <= 1:
-            raise ValueError(f"synonym_probability must be in [0, 1], got {synonym_probability}")
+        for name, value in (("synonym_probability", synonym_probability),
+                            ("prompt_subset_probability", prompt_subset_probability),
+                            ("prompt_wording_probability", prompt_wording_probability)):
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
         self.synonym_probability = synonym_probability
-        if not 0 <= prompt_subset_probability <= 1:
-            raise ValueError(f"prompt_subset_probability must be in [0, 1], got {prompt_subset_probability}")
         self.prompt_subset_probability = prompt_subset_probability
-        if not 0 <= prompt_wording_probability <= 1:
-            raise ValueError(f"prompt_wording_probability must be in [0, 1], got {prompt_wording_probability}")
         self.prompt_wording_probability = prompt_wording_probability
         check_neighbour_slices(neighbour_slices, patch_size)  # here, before any data is read
         self.neighbour_slices = neighbour_slices

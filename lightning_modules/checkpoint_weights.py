@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import torch
 import yaml
-from jsonargparse.typing import import_object
+
+from lightning_modules.experiment import class_default
 
 
 def _flat(node, prefix: str = "") -> dict[str, object]:
@@ -25,8 +25,7 @@ def _class_default(flat: dict[str, object], key: str):
     class_path = flat.get(f"{owner}.class_path")
     if not class_path or "." in name:
         return None
-    parameter = inspect.signature(import_object(class_path)).parameters.get(name)
-    return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
+    return class_default(class_path, name)
 
 
 def network_differences(saved_config: str, config: dict) -> list[str]:

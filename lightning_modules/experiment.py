@@ -97,7 +97,7 @@ def _sets(words: list[str], key: str) -> bool:
     return False
 
 
-def _default(class_path: str, key: str):
+def class_default(class_path: str, key: str):
     """The default of ``key`` in the constructor of ``class_path`` (``None`` where it has none)."""
     parameter = inspect.signature(import_object(class_path)).parameters.get(key)
     return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
@@ -107,7 +107,7 @@ def _derive(owner: Namespace, key: str, value, source: str, target: str, class_p
     """Set a value derived from another setting, refusing a different one typed by hand (a value
     other than the class's own default, which the parser fills in when nothing was typed)."""
     given = owner.get(key)
-    if given is not None and given != _default(class_path, key) and given != value:
+    if given is not None and given != class_default(class_path, key) and given != value:
         raise ValueError(f"{target} is {given!r}, but {source} makes it {value!r}: it is derived, leave it out")
     owner[key] = value
 

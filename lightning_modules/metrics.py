@@ -8,6 +8,11 @@ from monai.metrics import compute_dice
 from monai.metrics.utils import get_edge_surface_distance
 
 
+def volume_ml(mask: np.ndarray, spacing) -> float:
+    """A binary mask's volume in ml on a grid of ``spacing`` (mm)."""
+    return float(mask.sum()) * float(np.prod(np.asarray(spacing, dtype=float))) / 1000.0
+
+
 def score_structure(pred: np.ndarray, ref: np.ndarray, spacing) -> dict[str, float]:
     """Dice, HD, HD95 (mm) and volumes (ml) of one binary prediction against its reference.
 
@@ -19,8 +24,7 @@ def score_structure(pred: np.ndarray, ref: np.ndarray, spacing) -> dict[str, flo
     if pred.shape != ref.shape:
         raise ValueError(f"prediction {pred.shape} and reference {ref.shape} differ in shape")
     spacing = np.asarray(spacing, dtype=float)
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    volumes = {"pred_ml": float(pred.sum()) * voxel_ml, "ref_ml": float(ref.sum()) * voxel_ml}
+    volumes = {"pred_ml": volume_ml(pred, spacing), "ref_ml": volume_ml(ref, spacing)}
     if not pred.any() and not ref.any():
         return {"dice": 1.0, "hd": 0.0, "hd95": 0.0, **volumes}
     if not pred.any() or not ref.any():

@@ -287,15 +287,29 @@ class CardiacSegmentationModule(L.LightningModule):
         ``containers``: probabilities of the containers of asked structures that were not
         asked themselves (predicted here when needed and not given)."""
         if probabilities is None:
-            probabilities = self.probabilities(batch)
-        missing = self.postprocessing.missing_containers(batch["structures"])
-        if missing and containers is None:
-            # a structure asked without its container (``predict --structures scar``) is cut to
-            # the container as in its full set: the container is predicted for that alone
-            hidden = {**batch, "structures": missing,
-                      "prompts": [[vocabulary.prompt(key, batch["modality"]) for key in missing]]}
-            containers = dict(zip(missing, self.probabilities(hidden)))
+            probabilities, containers = self.probabilities_and_containers(batch)
+        elif containers is None:
+            missing, hidden = self._container_prompts(batch)
+            if missing:
+                containers = dict(zip(missing, self.probabilities({**batch, "prompts": [hidden]})))
         return self.postprocessing(probabilities, batch["structures"], batch.get("task"), containers)
+
+    def _container_prompts(self, batch: dict) -> tuple[list[str], list[str]]:
+        """Containers of the asked structures that were not asked (``predict --structures scar``),
+        and their canonical prompts in the case's modality."""
+        missing = self.postprocessing.missing_containers(batch["structures"])
+        return missing, [vocabulary.prompt(key, batch["modality"]) for key in missing]
+
+    def probabilities_and_containers(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+        """The prompts' probabilities and, for a structure asked without its container, the
+        container's, asked alone in the same backbone pass and used only to cut the structure
+        as its full set would (``None`` when no container is missing)."""
+        missing, hidden = self._container_prompts(batch)
+        if not missing:
+            return self.probabilities(batch), None
+        asked = batch["prompts"][0]
+        both = self.probabilities(batch, prompt_sets=[asked, hidden])
+        return both[:len(asked)], dict(zip(missing, both[len(asked):]))
 
     def score(self, batch: dict, predicted: np.ndarray | None = None) -> list[dict]:
         """One row per annotated (case, structure): ids, role, file paths, Dice, HD, HD95, volumes."""
@@ -365,8 +379,8 @@ class CardiacSegmentationModule(L.LightningModule):
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         """Probability maps, final masks and (for task prompts) the label map on the original grid, with the case's identity."""
-        probabilities = self.probabilities(batch)
-        label, masks = self.label_and_masks(batch, probabilities)
+        probabilities, containers = self.probabilities_and_containers(batch)
+        label, masks = self.label_and_masks(batch, probabilities, containers)
         return {"uid": batch["uid"], "case_id": batch["case_id"], "task": batch["task"],
                 "structures": batch["structures"], "prompts": batch["prompts"][0], "probabilities": probabilities,
                 "masks": masks, "label": label, "image_path": batch["image_path"],

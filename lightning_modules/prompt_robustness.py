@@ -13,6 +13,7 @@ the OOD notebook reads (section "Prompt robustness").
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +24,7 @@ from datamodules import vocabulary
 from datamodules.collate import collate_volume
 from datamodules.geometry import spacing_of
 from datamodules.volumes import VolumeDataset
-from lightning_modules.metrics import score_structure
+from lightning_modules.metrics import score_structure, volume_ml
 from lightning_modules.module import default_inferer
 from lightning_modules.results_io import unused_path, write_csv_atomic
 
@@ -34,9 +35,14 @@ DEFAULT_ABSENT = ["myops:aorta", "whs:scar", "la:scar"]
 IDENTITY = ("uid", "case_id", "task", "center", "modality", "role")
 
 
+@functools.lru_cache(maxsize=None)
+def _listing(path: Path) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
 def heldout_prompts(structure: str, modality: str, path: Path = HELDOUT_PROMPTS) -> list[str]:
     """The held-out phrasings of ``structure`` for a case of ``modality`` (the modality written as the list writes it)."""
-    listing = yaml.safe_load(Path(path).read_text())
+    listing = _listing(Path(path))
     if structure not in listing["structures"]:
         raise ValueError(f"{path} has no phrasings of {structure!r}")
     if modality not in listing["modalities"]:
@@ -84,7 +90,7 @@ def case_rows(model, batch: dict, heldout_path: Path = HELDOUT_PROMPTS, absent: 
     for (kind, structures, prompts), mask in zip(sets, masks):
         for structure, prompt, predicted in zip(structures, prompts, mask):
             if kind == "absent":
-                scores = {"pred_ml": float(predicted.sum()) * float(spacing.prod()) / 1000.0}
+                scores = {"pred_ml": volume_ml(predicted, spacing)}
             else:
                 scores = score_structure(predicted, reference[structure], spacing)
             agree_with = {"alone": full, "heldout": alone}.get(kind, {}).get(structure)

@@ -10,6 +10,14 @@ from networks.prompt_decoder import DecoderFactory
 from networks.prompt_encoder import TextPromptEncoder
 
 
+def _per_window(embeddings: torch.Tensor, padding: torch.Tensor | None, batch: int):
+    """One case's prompts ``[1, P, D]`` repeated for each of its ``batch`` sliding windows."""
+    if embeddings.shape[0] == 1 and batch > 1:
+        embeddings = embeddings.expand(batch, -1, -1)
+        padding = None if padding is None else padding.expand(batch, -1)
+    return embeddings, padding
+
+
 class PromptSegmenter(nn.Module):
     """``(image [B, C, *S], prompt embeddings [B, P, D]) -> logits [B, P, *S]``, 2D or 3D.
 
@@ -65,10 +73,7 @@ class PromptSegmenter(nn.Module):
         if image.ndim not in (4, 5):
             raise ValueError(f"image must be [B, C, H, W] or [B, C, X, Y, Z], got shape {tuple(image.shape)}")
         features, memory = self._backbone(image)
-        batch = image.shape[0]
-        if prompt_embeddings.shape[0] == 1 and batch > 1:  # sliding windows of one case share its prompts
-            prompt_embeddings = prompt_embeddings.expand(batch, -1, -1)
-            prompt_padding = None if prompt_padding is None else prompt_padding.expand(batch, -1)
+        prompt_embeddings, prompt_padding = _per_window(prompt_embeddings, prompt_padding, image.shape[0])
         return self.decoder(features, prompt_embeddings, prompt_padding, memory=memory, all_layers=all_layers)
 
     def forward_prompt_sets(self, image: torch.Tensor,
@@ -80,10 +85,5 @@ class PromptSegmenter(nn.Module):
         and in other words costs one backbone pass instead of one per way of asking.
         """
         features, memory = self._backbone(image)
-        batch, logits = image.shape[0], []
-        for embeddings, padding in prompt_sets:
-            if embeddings.shape[0] == 1 and batch > 1:
-                embeddings = embeddings.expand(batch, -1, -1)
-                padding = None if padding is None else padding.expand(batch, -1)
-            logits.append(self.decoder(features, embeddings, padding, memory=memory))
-        return torch.cat(logits, 1)
+        return torch.cat([self.decoder(features, *_per_window(embeddings, padding, image.shape[0]), memory=memory)
+                          for embeddings, padding in prompt_sets], 1)

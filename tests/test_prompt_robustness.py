@@ -3,6 +3,7 @@ held-out phrasings are really unseen, and ``care-cardiac prompts`` scores every 
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -26,7 +27,8 @@ REPO = Path(__file__).resolve().parent.parent
 PROMPT_ATTENTION = ["--model.net.init_args.decoder.init_args.prompt_attention", "true"]
 
 
-def _phantom_model(extra: list[str]):
+@functools.lru_cache(maxsize=None)  # built once per setting (read-only here; the phantoms are the session's)
+def _phantom_model(extra: tuple[str, ...]):
     torch.manual_seed(0)
     cli = build_experiment(["--config", CONFIG, *SMALL, *CSV_ONLY, *extra])
     cli.datamodule.setup("test")
@@ -41,7 +43,7 @@ def test_a_prompt_asked_alone_gets_what_it_gets_in_its_task_set_without_prompt_a
     structure asked alone has the probabilities it has beside its task's other structures,
     exactly, when the decoder's prompts do not attend to each other; with prompt attention they
     differ (the control: the comparison can fail)."""
-    model, data = _phantom_model(PROMPT_ATTENTION if prompt_attention else [])  # the experiment: no prompt attention
+    model, data = _phantom_model(tuple(PROMPT_ATTENTION) if prompt_attention else ())  # the experiment: no prompt attention
     first = {}  # one test case per task
     for case in data.cases("test"):
         first.setdefault(case.case.task, case)
@@ -60,6 +62,25 @@ def test_a_prompt_asked_alone_gets_what_it_gets_in_its_task_set_without_prompt_a
         assert largest > 1e-3
     else:
         assert largest < 1e-5
+
+
+def test_scar_asked_alone_is_cut_to_the_myocardium_predicted_in_the_same_pass(in_run_folder):
+    """``predict --structures scar``: the myocardium is asked beside it (one backbone pass), and
+    the scar mask is what the full set's post-processing makes of the scar channel."""
+    model, data = _phantom_model(())
+    case = next(c for c in data.cases("test") if c.case.task == "myops")
+    batch = collate_volume([VolumeDataset([case])[0]])
+    with torch.no_grad():
+        full = model.probabilities(batch)
+        scar = {**batch, "structures": ["scar"], "prompts": [[batch["prompts"][0][2]]]}
+        alone, containers = model.probabilities_and_containers(scar)
+        masks = model.masks(scar)
+    assert batch["structures"] == ["lv", "myo", "scar"] and list(containers) == ["myo"]
+    torch.testing.assert_close(alone[0], full[2], rtol=0, atol=1e-5)
+    torch.testing.assert_close(containers["myo"], full[1], rtol=0, atol=1e-5)
+    expected = model.postprocessing.masks(full, batch["structures"])[2].numpy()
+    assert masks.shape == (1, *expected.shape) and (masks[0] == expected).all()
+    assert model.probabilities_and_containers(batch)[1] is None  # nothing missing: no extra prompts
 
 
 def test_a_structure_asked_without_its_container_is_cut_to_the_predicted_container():
