@@ -74,13 +74,15 @@ class Task:
     layout: str
 
 
+# Every chamber has an abbreviated synonym ("LV blood pool", "LA blood pool"): without the atria's,
+# a user's "LA chamber" landed on the LV in embedding space (issue 15, benchmarks/RESULTS.md).
 STRUCTURES: dict[str, Structure] = {
     s.key: s
     for s in (
         Structure("lv", ("left ventricle blood pool", "left ventricular cavity", "LV blood pool")),
         Structure("rv", ("right ventricle blood pool", "right ventricular cavity", "RV blood pool")),
-        Structure("la", ("left atrium", "left atrial cavity", "left atrial blood pool")),
-        Structure("ra", ("right atrium", "right atrial cavity", "right atrial blood pool")),
+        Structure("la", ("left atrium", "left atrial cavity", "left atrial blood pool", "LA blood pool")),
+        Structure("ra", ("right atrium", "right atrial cavity", "right atrial blood pool", "RA blood pool")),
         Structure("myo", ("left ventricular myocardium", "LV myocardium", "myocardium of the left ventricle")),
         Structure("aorta", ("ascending aorta", "aorta", "aortic root and ascending aorta")),
         Structure("pa", ("pulmonary artery", "pulmonary trunk", "main pulmonary artery")),

@@ -10,6 +10,11 @@ import yaml
 from lightning_modules.experiment import class_default
 
 
+# Settings of model.net that shape how a network is trained, not what trained weights compute:
+# a checkpoint trained with another value answers the same, so they are not compared.
+TRAINING_ONLY = frozenset({"embedding_noise"})
+
+
 def _flat(node, prefix: str = "") -> dict[str, object]:
     if not isinstance(node, dict):
         return {prefix: node}
@@ -33,10 +38,14 @@ def network_differences(saved_config: str, config: dict) -> list[str]:
 
     A setting the checkpoint's experiment does not have (an option added since) counts as the
     class's default, which is what that experiment ran with: options are added with a default
-    that keeps the old behaviour.
+    that keeps the old behaviour. ``TRAINING_ONLY`` settings are not compared.
     """
-    theirs = _flat((yaml.safe_load(saved_config) or {}).get("model", {}).get("net"), "model.net")
-    ours = _flat(config.get("model", {}).get("net"), "model.net")
+    def compared(node) -> dict[str, object]:
+        return {key: value for key, value in _flat(node, "model.net").items()
+                if key.rsplit(".", 1)[-1] not in TRAINING_ONLY}
+
+    theirs = compared((yaml.safe_load(saved_config) or {}).get("model", {}).get("net"))
+    ours = compared(config.get("model", {}).get("net"))
     differences = [f"{key}: checkpoint {theirs[key]!r}, here {ours[key]!r}" for key in sorted(set(theirs) & set(ours))
                    if theirs[key] != ours[key]]
     for key in sorted(set(ours) - set(theirs)):

@@ -69,10 +69,16 @@ class TextPromptEncoder(nn.Module):
         max_length: token limit per prompt.
         whitening: ``structure``, ``zca`` or ``none`` (see above).
         whitening_ridge: ridge added to the covariance, relative to its largest eigenvalue.
+        embedding_noise: in training only, Gaussian noise of this standard deviation is added to
+            each prompt's (whitened) embedding before the projection, drawn from torch's RNG, so
+            that the projection answers a neighbourhood of each phrasing and not the phrasing
+            alone (issue 15: a held-out phrasing lands near, not on, the phrasings trained). In
+            whitened units 1 is the spread of one structure's phrasings. 0 (default): none.
     """
 
     def __init__(self, embed_dim: int = 128, text_dim: int = 384, model_path: str | None = None, max_length: int = 32,
-                 whitening: Literal["structure", "zca", "none"] = "structure", whitening_ridge: float = 0.01):
+                 whitening: Literal["structure", "zca", "none"] = "structure", whitening_ridge: float = 0.01,
+                 embedding_noise: float = 0.0):
         super().__init__()
         if embed_dim < 1 or text_dim < 1 or max_length < 1:
             raise ValueError(f"embed_dim, text_dim and max_length must be >= 1, got {embed_dim}, {text_dim}, {max_length}")
@@ -86,6 +92,9 @@ class TextPromptEncoder(nn.Module):
             raise ValueError(f"whitening must be 'structure', 'zca' or 'none', got {whitening!r}")
         self.whitening = whitening
         self.whitening_ridge = whitening_ridge
+        if embedding_noise < 0:
+            raise ValueError(f"embedding_noise must be >= 0, got {embedding_noise}")
+        self.embedding_noise = embedding_noise
         self.register_buffer("text_mean", torch.zeros(text_dim))
         self.register_buffer("text_whitening", torch.eye(text_dim))
         self.register_buffer("calibrated", torch.tensor(False))
@@ -199,6 +208,8 @@ class TextPromptEncoder(nn.Module):
             if not bool(self.calibrated):
                 self._calibrate()
             text = (text - self.text_mean) @ self.text_whitening
+        if self.training and self.embedding_noise > 0:
+            text = text + self.embedding_noise * torch.randn_like(text)
         # under bf16 autocast the whitening matmul returns bf16: the table stays float32
         embedded[~padding.flatten().to(device)] = text.to(embedded.dtype)
         out = self.projection(embedded).view(len(prompts), len(prompts[0]), self.embed_dim)

@@ -41,6 +41,15 @@ def test_flips_only_when_asked_and_only_in_plane():
     assert any(moved) and not all(moved)  # mirrored about half of the time
 
 
+def test_costly_resamplings_are_left_out_when_their_ranges_are_zero():
+    def kinds(augmentation):
+        return {type(t).__name__ for t in augmentation.transform(2)}
+
+    assert {"RandomAffine", "RandomAnisotropy"} <= kinds(Augmentation())
+    assert not {"RandomAffine", "RandomAnisotropy"} & kinds(Augmentation(rotation_degrees=0, scale=0, max_downsampling=1))
+    assert "RandomAffine" in kinds(Augmentation(rotation_degrees=0))  # scaling alone still resamples
+
+
 def test_brightness_contrast_follows_the_seed_keeps_the_range_and_zero():
     image = torch.randn(1, 16, 16, 1)
     image[:, :4] = 0.0  # padding

@@ -27,3 +27,15 @@ def test_differing_and_since_added_network_settings_are_named():
     # settings outside model.net (post-processing, inferer) may differ
     other = {**net(num_layers=2), "data": {"batch_size": 4}}
     assert network_differences(yaml.safe_dump(other), net(num_layers=2)) == []
+
+
+def test_training_only_network_settings_do_not_block_loading():
+    def with_noise(noise) -> dict:
+        config = net(num_layers=2)
+        config["model"]["net"]["init_args"]["prompt_encoder"] = {
+            "class_path": "networks.prompt_encoder.TextPromptEncoder", "init_args": {"embedding_noise": noise}}
+        return config
+
+    # trained without noise (or before the option existed), used with an experiment that trains with it
+    assert network_differences(yaml.safe_dump(with_noise(0.0)), with_noise(1.0)) == []
+    assert network_differences(yaml.safe_dump(net(num_layers=2)), with_noise(1.0)) == []

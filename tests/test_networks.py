@@ -266,3 +266,20 @@ def test_plain_unet_follows_nnunet_widths_and_keeps_the_input_size(dims, size):
         PlainUNet(levels=1)
     with pytest.raises(ValueError, match="base_filters"):
         PlainUNet(base_filters=64, max_filters=32)
+
+
+def test_embedding_noise_perturbs_training_prompts_only():
+    torch.manual_seed(0)
+    # no whitening: its calibration embeds the vocabulary (seconds), and noise comes after it
+    noisy = TextPromptEncoder(embed_dim=8, whitening="none", embedding_noise=1.0)
+    plain = TextPromptEncoder(embed_dim=8, whitening="none")
+    plain.load_state_dict(noisy.state_dict())
+    prompts = [["left atrium in LGE MRI", None]]
+    noisy.eval(), plain.eval()
+    assert torch.equal(noisy(prompts)[0], plain(prompts)[0])  # inference: no noise
+    noisy.train()
+    first, second = noisy(prompts)[0], noisy(prompts)[0]
+    assert (first[0, 0] - second[0, 0]).abs().max() > 1e-3  # a new draw per call
+    assert torch.equal(first[0, 1], second[0, 1])  # padding stays zero before the projection
+    with pytest.raises(ValueError, match="embedding_noise"):
+        TextPromptEncoder(embedding_noise=-0.1)
