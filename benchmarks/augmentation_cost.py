@@ -5,8 +5,10 @@
 Each transform of ``Augmentation().transform`` (the experiments' default settings) is applied
 with probability 1 to a fresh image + label subject of ``patch``^3 voxels; the median seconds
 per application after one warm-up are printed, then the mean of the whole composition as
-configured (each transform with its probability). 2 threads, as the loader's process has here.
-Results are recorded in benchmarks/RESULTS.md ("Loader").
+configured (each transform with its probability). Last, the in-plane affine (the costliest) done
+by the other resamplers at hand, image (linear) and label (nearest) alike, to show whether one is
+cheaper: TorchIO's (SimpleITK), torch's ``grid_sample`` and MONAI's ``Affine``. 2 threads, as the
+loader's process has here. Results are recorded in benchmarks/RESULTS.md ("Loader").
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import statistics
 import time
 
 import torch
+import torch.nn.functional as F
 import torchio as tio
+from monai.transforms import Affine
 
 from datamodules.augmentation import Augmentation
 
@@ -36,6 +40,32 @@ def seconds(transform, image: torch.Tensor, label: torch.Tensor, repeats: int) -
     return times
 
 
+def affine_alternatives(image: torch.Tensor, label: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Median seconds of one in-plane rotation by 10 degrees and scaling by 1.05 of image and
+    label, per resampler."""
+    angle = torch.deg2rad(torch.tensor(10.0))
+    cos, sin = float(torch.cos(angle)) / 1.05, float(torch.sin(angle)) / 1.05
+    theta = torch.tensor([[[cos, -sin, 0.0, 0.0], [sin, cos, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]])
+
+    def by_torch(patch):
+        grid = F.affine_grid(theta, (1, *image.shape), align_corners=False)
+        F.grid_sample(patch["image"].data[None], grid, mode="bilinear", align_corners=False)
+        F.grid_sample(patch["label"].data[None].float(), grid, mode="nearest", align_corners=False)
+
+    monai_image = Affine(rotate_params=(0.0, 0.0, float(angle)), scale_params=(1.05, 1.05, 1.0), mode="bilinear",
+                         padding_mode="zeros", image_only=True)
+    monai_label = Affine(rotate_params=(0.0, 0.0, float(angle)), scale_params=(1.05, 1.05, 1.0), mode="nearest",
+                         padding_mode="zeros", image_only=True)
+
+    def by_monai(patch):
+        monai_image(patch["image"].data)
+        monai_label(patch["label"].data.float())
+
+    torchio = tio.Affine(scales=(1.05, 1.05, 1.0), degrees=(0.0, 0.0, 10.0), translation=(0, 0, 0))
+    return {name: statistics.median(seconds(run, image, label, repeats))
+            for name, run in (("TorchIO (SimpleITK)", torchio), ("torch grid_sample", by_torch), ("MONAI Affine", by_monai))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--patch", type=int, default=96)
@@ -53,6 +83,8 @@ def main() -> None:
     configured = seconds(augmentation.transform(slice_axis=2), image, label, 3 * args.repeats)
     print(f"all, as configured (each p={augmentation.probability}): mean {statistics.mean(configured) * 1000:.0f} ms "
           f"per {args.patch}^3 patch")
+    for name, median in affine_alternatives(image, label, args.repeats).items():
+        print(f"in-plane affine by {name}: {median * 1000:.0f} ms per {args.patch}^3 patch", flush=True)
 
 
 if __name__ == "__main__":

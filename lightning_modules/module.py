@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import os
 
 import lightning as L
 import numpy as np
@@ -160,12 +161,24 @@ class CardiacSegmentationModule(L.LightningModule):
 
     # ---- training -----------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        self._seed_prompt_noise(batch_idx)
         if (self.gradient_surgery or self.gradient_balance) and len(set(batch["task"])) > 1:
             return self._surgery_step(batch)
         loss, logits, groups = self._training_loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
         self._log_group_losses(logits.detach(), batch, groups)
         return loss
+
+    def _seed_prompt_noise(self, batch_idx: int) -> None:
+        """Seed the prompt encoder's training noise (``embedding_noise``) from the run's seed, the
+        rank, the step and the batch: a resumed run (whose global RNG Lightning does not restore)
+        draws the noise the uninterrupted run drew, and each rank draws its own."""
+        encoder = getattr(self.net, "prompt_encoder", None)
+        if getattr(encoder, "embedding_noise", 0) > 0:
+            seed = 0
+            for part in (int(os.environ.get("PL_GLOBAL_SEED", 0)), self.global_rank, self.global_step, batch_idx):
+                seed = (seed * 1_000_003 + part) % 2**63
+            encoder.seed_noise(seed)
 
     def _training_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, list[list[str]]]:
         """The batch's loss, its final-layer logits and the group name of each prompt."""

@@ -70,10 +70,11 @@ class TextPromptEncoder(nn.Module):
         whitening: ``structure``, ``zca`` or ``none`` (see above).
         whitening_ridge: ridge added to the covariance, relative to its largest eigenvalue.
         embedding_noise: in training only, Gaussian noise of this standard deviation is added to
-            each prompt's (whitened) embedding before the projection, drawn from torch's RNG, so
-            that the projection answers a neighbourhood of each phrasing and not the phrasing
-            alone (issue 15: a held-out phrasing lands near, not on, the phrasings trained). In
-            whitened units 1 is the spread of one structure's phrasings. 0 (default): none.
+            each prompt's (whitened) embedding before the projection, drawn from the generator
+            ``seed_noise`` sets (the training module seeds it per step), so that the projection
+            answers a neighbourhood of each phrasing and not the phrasing alone (issue 15: a
+            held-out phrasing lands near, not on, the phrasings trained). In whitened units 1 is
+            the spread of one structure's phrasings. 0 (default): none.
     """
 
     def __init__(self, embed_dim: int = 128, text_dim: int = 384, model_path: str | None = None, max_length: int = 32,
@@ -95,6 +96,7 @@ class TextPromptEncoder(nn.Module):
         if embedding_noise < 0:
             raise ValueError(f"embedding_noise must be >= 0, got {embedding_noise}")
         self.embedding_noise = embedding_noise
+        self._noise_generator: torch.Generator | None = None
         self.register_buffer("text_mean", torch.zeros(text_dim))
         self.register_buffer("text_whitening", torch.eye(text_dim))
         self.register_buffer("calibrated", torch.tensor(False))
@@ -192,6 +194,12 @@ class TextPromptEncoder(nn.Module):
         self.text_whitening.copy_((eigenvectors * scale) @ eigenvectors.T)
         self.calibrated.fill_(True)
 
+    def seed_noise(self, seed: int) -> None:
+        """Training noise from now on comes from a generator seeded with ``seed``, not from
+        torch's global RNG: a step's noise is then a function of its seed, so a resumed run
+        draws what the uninterrupted run drew, and no other draw (patches, dropout) moves."""
+        self._noise_generator = torch.Generator().manual_seed(seed)
+
     def forward(self, prompts: list[list[str | None]]) -> tuple[torch.Tensor, torch.Tensor]:
         """``prompts[b][p]`` (``None`` = padding) -> embeddings ``[B, P, embed_dim]`` and padding ``[B, P]``."""
         if not prompts or not all(len(row) == len(prompts[0]) for row in prompts) or not prompts[0]:
@@ -209,7 +217,8 @@ class TextPromptEncoder(nn.Module):
                 self._calibrate()
             text = (text - self.text_mean) @ self.text_whitening
         if self.training and self.embedding_noise > 0:
-            text = text + self.embedding_noise * torch.randn_like(text)
+            noise = torch.randn(text.shape, generator=self._noise_generator)  # on CPU, where the generator is
+            text = text + self.embedding_noise * noise.to(text.device, text.dtype)
         # under bf16 autocast the whitening matmul returns bf16: the table stays float32
         embedded[~padding.flatten().to(device)] = text.to(embedded.dtype)
         out = self.projection(embedded).view(len(prompts), len(prompts[0]), self.embed_dim)

@@ -281,5 +281,11 @@ def test_embedding_noise_perturbs_training_prompts_only():
     first, second = noisy(prompts)[0], noisy(prompts)[0]
     assert (first[0, 0] - second[0, 0]).abs().max() > 1e-3  # a new draw per call
     assert torch.equal(first[0, 1], second[0, 1])  # padding stays zero before the projection
+    # seeded (as the training module does per step): a function of the seed, the global RNG untouched
+    state = torch.get_rng_state()
+    noisy.seed_noise(5)
+    again = noisy(prompts)[0]
+    noisy.seed_noise(5)
+    assert torch.equal(noisy(prompts)[0], again) and torch.equal(torch.get_rng_state(), state)
     with pytest.raises(ValueError, match="embedding_noise"):
         TextPromptEncoder(embedding_noise=-0.1)
