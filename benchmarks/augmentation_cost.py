@@ -14,6 +14,7 @@ loader's process has here. Results are recorded in benchmarks/RESULTS.md ("Loade
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 
@@ -40,11 +41,12 @@ def seconds(transform, image: torch.Tensor, label: torch.Tensor, repeats: int) -
     return times
 
 
-def affine_alternatives(image: torch.Tensor, label: torch.Tensor, repeats: int) -> dict[str, float]:
-    """Median seconds of one in-plane rotation by 10 degrees and scaling by 1.05 of image and
-    label, per resampler."""
-    angle = torch.deg2rad(torch.tensor(10.0))
-    cos, sin = float(torch.cos(angle)) / 1.05, float(torch.sin(angle)) / 1.05
+def affine_alternatives(image: torch.Tensor, label: torch.Tensor, repeats: int,
+                        degrees: float = 10.0, scale: float = 1.05) -> dict[str, float]:
+    """Median seconds of one in-plane rotation by ``degrees`` and scaling by ``scale`` of image
+    and label, per resampler."""
+    angle = math.radians(degrees)
+    cos, sin = math.cos(angle) / scale, math.sin(angle) / scale
     theta = torch.tensor([[[cos, -sin, 0.0, 0.0], [sin, cos, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]])
 
     def by_torch(patch):
@@ -52,16 +54,14 @@ def affine_alternatives(image: torch.Tensor, label: torch.Tensor, repeats: int) 
         F.grid_sample(patch["image"].data[None], grid, mode="bilinear", align_corners=False)
         F.grid_sample(patch["label"].data[None].float(), grid, mode="nearest", align_corners=False)
 
-    monai_image = Affine(rotate_params=(0.0, 0.0, float(angle)), scale_params=(1.05, 1.05, 1.0), mode="bilinear",
-                         padding_mode="zeros", image_only=True)
-    monai_label = Affine(rotate_params=(0.0, 0.0, float(angle)), scale_params=(1.05, 1.05, 1.0), mode="nearest",
-                         padding_mode="zeros", image_only=True)
+    monai_affine = Affine(rotate_params=(0.0, 0.0, angle), scale_params=(scale, scale, 1.0), padding_mode="zeros",
+                          image_only=True)
 
     def by_monai(patch):
-        monai_image(patch["image"].data)
-        monai_label(patch["label"].data.float())
+        monai_affine(patch["image"].data, mode="bilinear")
+        monai_affine(patch["label"].data.float(), mode="nearest")
 
-    torchio = tio.Affine(scales=(1.05, 1.05, 1.0), degrees=(0.0, 0.0, 10.0), translation=(0, 0, 0))
+    torchio = tio.Affine(scales=(scale, scale, 1.0), degrees=(0.0, 0.0, degrees), translation=(0, 0, 0))
     return {name: statistics.median(seconds(run, image, label, repeats))
             for name, run in (("TorchIO (SimpleITK)", torchio), ("torch grid_sample", by_torch), ("MONAI Affine", by_monai))}
 

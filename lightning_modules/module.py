@@ -175,10 +175,9 @@ class CardiacSegmentationModule(L.LightningModule):
         draws the noise the uninterrupted run drew, and each rank draws its own."""
         encoder = getattr(self.net, "prompt_encoder", None)
         if getattr(encoder, "embedding_noise", 0) > 0:
-            seed = 0
-            for part in (int(os.environ.get("PL_GLOBAL_SEED", 0)), self.global_rank, self.global_step, batch_idx):
-                seed = (seed * 1_000_003 + part) % 2**63
-            encoder.seed_noise(seed)
+            # SeedSequence mixes the parts, as the patch sampler mixes (seed, epoch)
+            parts = [int(os.environ.get("PL_GLOBAL_SEED", 0)), self.global_rank, self.global_step, batch_idx]
+            encoder.seed_noise(int(np.random.SeedSequence(parts).generate_state(1, np.uint64)[0]))
 
     def _training_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, list[list[str]]]:
         """The batch's loss, its final-layer logits and the group name of each prompt."""
