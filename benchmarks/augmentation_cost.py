@@ -5,10 +5,11 @@
 Each transform of ``Augmentation().transform`` (the experiments' default settings) is applied
 with probability 1 to a fresh image + label subject of ``patch``^3 voxels; the median seconds
 per application after one warm-up are printed, then the mean of the whole composition as
-configured (each transform with its probability). Last, the in-plane affine (the costliest) done
-by the other resamplers at hand, image (linear) and label (nearest) alike, to show whether one is
-cheaper: TorchIO's (SimpleITK), torch's ``grid_sample`` and MONAI's ``Affine``. 2 threads, as the
-loader's process has here. Results are recorded in benchmarks/RESULTS.md ("Loader").
+configured (each transform with its probability). Then TorchIO's ``RandomAnisotropy`` (SimpleITK),
+which ``RandomLowResolution`` replaced, on the same draws. Last, the in-plane affine (the
+costliest) done by the other resamplers at hand, image (linear) and label (nearest) alike, to
+show whether one is cheaper: TorchIO's (SimpleITK), torch's ``grid_sample`` and MONAI's
+``Affine``. 2 threads, as the loader's process has here. Results are recorded in benchmarks/RESULTS.md ("Loader").
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ def main() -> None:
     configured = seconds(augmentation.transform(slice_axis=2), image, label, 3 * args.repeats)
     print(f"all, as configured (each p={augmentation.probability}): mean {statistics.mean(configured) * 1000:.0f} ms "
           f"per {args.patch}^3 patch")
+    replaced = tio.RandomAnisotropy(axes=(0, 1), downsampling=(1.0, augmentation.max_downsampling))
+    median = statistics.median(seconds(replaced, image, label, args.repeats))
+    print(f"TorchIO RandomAnisotropy (replaced by RandomLowResolution): {median * 1000:.0f} ms per {args.patch}^3 patch")
     for name, median in affine_alternatives(image, label, args.repeats).items():
         print(f"in-plane affine by {name}: {median * 1000:.0f} ms per {args.patch}^3 patch", flush=True)
 

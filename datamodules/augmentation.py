@@ -9,6 +9,7 @@ import torchio as tio
 from datamodules import vocabulary
 from datamodules.bias_field import SeparableRandomBiasField
 from datamodules.intensity_augmentation import RandomBrightnessContrast
+from datamodules.low_resolution import RandomLowResolution
 from datamodules.preprocessing import PAD_VALUE
 
 
@@ -30,7 +31,7 @@ class Augmentation:
         noise_std: upper bound of added Gaussian noise SD (images are normalised).
         blur_std: upper bound of Gaussian blur SD in mm (resolution change).
         max_downsampling: in-plane resolution loss: downsample by up to this factor and back
-            (TorchIO ``RandomAnisotropy``); 1 turns it off.
+            (TorchIO ``RandomAnisotropy``'s rule, ``RandomLowResolution``); 1 turns it off.
         brightness: nnU-Net's multiplicative brightness range (+/- fraction; 0 turns it off).
         contrast: nnU-Net's contrast factor range about the patch mean (+/- fraction; 0: off).
         flip_tasks: tasks whose patches may be mirrored in-plane (e.g. ``[la]``: one structure,
@@ -75,8 +76,9 @@ class Augmentation:
         in_plane = tuple(axis for axis in range(3) if axis != slice_axis)
         extra = []
         if self.max_downsampling > 1:
-            # one in-plane axis at a time, as a coarser acquisition matrix would be
-            extra.append(tio.RandomAnisotropy(axes=in_plane, downsampling=(1.0, self.max_downsampling), **options))
+            # one in-plane axis at a time, as a coarser acquisition matrix would be (TorchIO's
+            # RandomAnisotropy rule, resized in torch: 4-8x cheaper at 96^3)
+            extra.append(RandomLowResolution(axes=in_plane, downsampling=(1.0, self.max_downsampling), **options))
         if flip:
             extra.append(tio.RandomFlip(axes=in_plane, flip_probability=0.5, copy=False))
         if self.rotation_degrees or self.scale:

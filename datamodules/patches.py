@@ -112,17 +112,23 @@ class PatchDataset(Dataset):
         replaces, rebuilt a probability map and its float64 cumulative sum for every patch."""
         if index not in self._centre_index:
             structures = self.subject(index)["structures"].data[0]
-            fits = torch.zeros(structures.shape, dtype=torch.bool)
-            fits[tuple(slice(low, high + 1) for low, high in _centre_bounds(box, structures.shape))] = True
-            total = int(fits.sum())
+            bounds = _centre_bounds(box, structures.shape)
+            # only the box of voxels where a patch fits is searched (a 3D patch on a 5-slice
+            # stack padded to 96 slices fits at one slice of the 96); its C-order voxels map to
+            # the volume's flat indices in the same order
+            fits = structures[tuple(slice(low, high + 1) for low, high in bounds)]
+            total = fits.numel()
+            offsets = torch.tensor([low for low, _ in bounds])
+            strides = torch.tensor([int(np.prod(structures.shape[axis + 1:])) for axis in range(3)])
             entries = []
             for value, chance in self._probabilities[index].items():
                 if chance <= 0:
                     continue
-                where = (structures == value) & fits
+                where = fits == value
                 count = int(where.sum())
                 if count:
-                    indices = None if count > total // 4 else where.flatten().nonzero()[:, 0].to(torch.int32)
+                    indices = None if count > total // 4 else \
+                        ((where.nonzero() + offsets) * strides).sum(1).to(torch.int32)
                     entries.append((value, chance, indices))
             if not entries:
                 raise ValueError(f"case {self.cases[index].case.uid}: no voxel to centre a {list(box)} patch on")
