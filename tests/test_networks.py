@@ -207,6 +207,34 @@ def test_structure_whitening_puts_every_synonym_nearest_its_own_structure():
         TextPromptEncoder(whitening="pca")
 
 
+def test_discriminant_whitening_keeps_only_directions_that_tell_structures_apart():
+    from datamodules import vocabulary
+
+    encoder = TextPromptEncoder(embed_dim=8, whitening="discriminant").eval()
+    encoder._calibrate()
+    projector = encoder.text_projector.double()
+    rank = round(float(projector.trace()))
+    assert 1 <= rank <= len(vocabulary.STRUCTURES) - 1
+    torch.testing.assert_close(projector @ projector, projector, atol=1e-5, rtol=0)  # a projector
+    # an embedding moved along a direction the projector drops prompts exactly as before
+    text = vocabulary.prompt("lv", "LGE")
+    whitened = (encoder.text_embeddings([text]) - encoder.text_mean) @ encoder.text_whitening
+    dropped = torch.linalg.eigh(projector).eigenvectors[:, 0].float()  # eigenvalue 0
+    moved = whitened + 5.0 * dropped
+    assert float(torch.linalg.vector_norm(moved - whitened)) > 4.9
+    torch.testing.assert_close(moved @ encoder.text_projector, whitened @ encoder.text_projector, atol=1e-4, rtol=0)
+    # and what is kept still puts every canonical prompt nearest its own structure's centroid
+    keys, texts = zip(*vocabulary.labelled_prompts())
+    kept = ((encoder.text_embeddings(list(texts)) - encoder.text_mean) @ encoder.text_whitening) @ encoder.text_projector
+    names = sorted(set(keys))
+    centroids = torch.stack([kept[[k == name for k in keys]].mean(0) for name in names])
+    for key in vocabulary.STRUCTURES:
+        z = ((encoder.text_embeddings([vocabulary.prompt(key, "LGE")]) - encoder.text_mean)
+             @ encoder.text_whitening) @ encoder.text_projector
+        assert names[int(torch.cdist(z, centroids).argmin())] == key
+    assert "text_projector" not in TextPromptEncoder(whitening="structure").state_dict()  # old checkpoints load
+
+
 @pytest.mark.parametrize("shape", [(2, 1, 64, 64), (1, 1, 64, 64, 64)], ids=["2d", "3d"])
 def test_fixed_head_answers_each_prompt_with_its_structure_channel(shape):
     from networks.fixed_head import FixedHeadSegmenter
