@@ -23,6 +23,15 @@ def _centre_bounds(box, shape) -> list[tuple[int, int]]:
     return [(size // 2, extent - size + size // 2) for size, extent in zip(box, shape)]
 
 
+def _volume_index(flat: torch.Tensor, box_shape, bounds, shape) -> torch.Tensor:
+    """Flat indices into a box that starts at ``bounds``' lows -> flat indices (int32) into the
+    volume of ``shape``; C order is kept, so sorted indices stay sorted."""
+    _, height, depth = box_shape
+    x, y, z = flat // (height * depth), flat // depth % height, flat % depth
+    (x0, _), (y0, _), (z0, _) = bounds
+    return (((x + x0) * shape[1] + (y + y0)) * shape[2] + (z + z0)).to(torch.int32)
+
+
 class PatchDataset(Dataset):
     """``PatchDraw(case, seed)`` -> the patch of case ``case`` that ``seed`` picks (the sampler
     decides which cases, and hands out the seeds); a plain index ``i`` -> a random patch of
@@ -116,19 +125,17 @@ class PatchDataset(Dataset):
             # only the box of voxels where a patch fits is searched (a 3D patch on a 5-slice
             # stack padded to 96 slices fits at one slice of the 96); its C-order voxels map to
             # the volume's flat indices in the same order
-            fits = structures[tuple(slice(low, high + 1) for low, high in bounds)]
+            fits = structures[tuple(slice(low, high + 1) for low, high in bounds)].contiguous()
             total = fits.numel()
-            offsets = torch.tensor([low for low, _ in bounds])
-            strides = torch.tensor([int(np.prod(structures.shape[axis + 1:])) for axis in range(3)])
             entries = []
             for value, chance in self._probabilities[index].items():
                 if chance <= 0:
                     continue
-                where = fits == value
+                where = (fits == value).flatten()
                 count = int(where.sum())
                 if count:
-                    indices = None if count > total // 4 else \
-                        ((where.nonzero() + offsets) * strides).sum(1).to(torch.int32)
+                    indices = None if count > total // 4 else _volume_index(where.nonzero()[:, 0], fits.shape, bounds,
+                                                                            structures.shape)
                     entries.append((value, chance, indices))
             if not entries:
                 raise ValueError(f"case {self.cases[index].case.uid}: no voxel to centre a {list(box)} patch on")
