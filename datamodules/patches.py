@@ -23,12 +23,12 @@ def _centre_bounds(box, shape) -> list[tuple[int, int]]:
     return [(size // 2, extent - size + size // 2) for size, extent in zip(box, shape)]
 
 
-def _volume_index(flat: torch.Tensor, box_shape, bounds, shape) -> torch.Tensor:
-    """Flat indices into a box that starts at ``bounds``' lows -> flat indices (int32) into the
-    volume of ``shape``; C order is kept, so sorted indices stay sorted."""
-    _, height, depth = box_shape
+def _volume_index(flat: torch.Tensor, bounds, shape) -> torch.Tensor:
+    """Flat indices into the box ``bounds`` (per axis, first and last voxel) -> flat indices
+    (int32) into the volume of ``shape``; C order is kept, so sorted indices stay sorted."""
+    (x0, _), (y0, y1), (z0, z1) = bounds
+    height, depth = y1 - y0 + 1, z1 - z0 + 1
     x, y, z = flat // (height * depth), flat // depth % height, flat % depth
-    (x0, _), (y0, _), (z0, _) = bounds
     return (((x + x0) * shape[1] + (y + y0)) * shape[2] + (z + z0)).to(torch.int32)
 
 
@@ -134,8 +134,8 @@ class PatchDataset(Dataset):
                 where = (fits == value).flatten()
                 count = int(where.sum())
                 if count:
-                    indices = None if count > total // 4 else _volume_index(where.nonzero()[:, 0], fits.shape, bounds,
-                                                                            structures.shape)
+                    indices = None if count > total // 4 else \
+                        _volume_index(where.nonzero()[:, 0], bounds, structures.shape)
                     entries.append((value, chance, indices))
             if not entries:
                 raise ValueError(f"case {self.cases[index].case.uid}: no voxel to centre a {list(box)} patch on")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -23,6 +23,9 @@ IDENTITY_TOLERANCE = 1e-3  # thread counts and CPU kernels move MiniLM's embeddi
 # under other thread counts).
 _TEXT_MODELS: dict[str, tuple] = {}
 _EMBEDDINGS: dict[tuple[str, int, str], torch.Tensor] = {}
+
+# how embeddings are preconditioned (``TextPromptEncoder``): the config type and the check alike
+Whitening = Literal["structure", "discriminant", "zca", "none"]
 
 
 def default_text_model_path() -> str:
@@ -85,9 +88,7 @@ class TextPromptEncoder(nn.Module):
     """
 
     def __init__(self, embed_dim: int = 128, text_dim: int = 384, model_path: str | None = None, max_length: int = 32,
-                 whitening: Literal["structure", "discriminant", "zca", "none"] = "structure",
-                 whitening_ridge: float = 0.01,
-                 embedding_noise: float = 0.0):
+                 whitening: Whitening = "structure", whitening_ridge: float = 0.01, embedding_noise: float = 0.0):
         super().__init__()
         if embed_dim < 1 or text_dim < 1 or max_length < 1:
             raise ValueError(f"embed_dim, text_dim and max_length must be >= 1, got {embed_dim}, {text_dim}, {max_length}")
@@ -97,8 +98,8 @@ class TextPromptEncoder(nn.Module):
         self.max_length = max_length
         if whitening_ridge <= 0:
             raise ValueError(f"whitening_ridge must be positive, got {whitening_ridge}")
-        if whitening not in ("structure", "discriminant", "zca", "none"):
-            raise ValueError(f"whitening must be 'structure', 'discriminant', 'zca' or 'none', got {whitening!r}")
+        if whitening not in get_args(Whitening):
+            raise ValueError(f"whitening must be one of {', '.join(map(repr, get_args(Whitening)))}, got {whitening!r}")
         self.whitening = whitening
         self.whitening_ridge = whitening_ridge
         if embedding_noise < 0:

@@ -212,25 +212,27 @@ def test_discriminant_whitening_keeps_only_directions_that_tell_structures_apart
 
     encoder = TextPromptEncoder(embed_dim=8, whitening="discriminant").eval()
     encoder._calibrate()
+
+    def whitened(texts):
+        return (encoder.text_embeddings(list(texts)) - encoder.text_mean) @ encoder.text_whitening
+
     projector = encoder.text_projector.double()
     rank = round(float(projector.trace()))
     assert 1 <= rank <= len(vocabulary.STRUCTURES) - 1
     torch.testing.assert_close(projector @ projector, projector, atol=1e-5, rtol=0)  # a projector
     # an embedding moved along a direction the projector drops prompts exactly as before
-    text = vocabulary.prompt("lv", "LGE")
-    whitened = (encoder.text_embeddings([text]) - encoder.text_mean) @ encoder.text_whitening
+    lv = whitened([vocabulary.prompt("lv", "LGE")])
     dropped = torch.linalg.eigh(projector).eigenvectors[:, 0].float()  # eigenvalue 0
-    moved = whitened + 5.0 * dropped
-    assert float(torch.linalg.vector_norm(moved - whitened)) > 4.9
-    torch.testing.assert_close(moved @ encoder.text_projector, whitened @ encoder.text_projector, atol=1e-4, rtol=0)
+    moved = lv + 5.0 * dropped
+    assert float(torch.linalg.vector_norm(moved - lv)) > 4.9
+    torch.testing.assert_close(moved @ encoder.text_projector, lv @ encoder.text_projector, atol=1e-4, rtol=0)
     # and what is kept still puts every canonical prompt nearest its own structure's centroid
     keys, texts = zip(*vocabulary.labelled_prompts())
-    kept = ((encoder.text_embeddings(list(texts)) - encoder.text_mean) @ encoder.text_whitening) @ encoder.text_projector
+    kept = whitened(texts) @ encoder.text_projector
     names = sorted(set(keys))
     centroids = torch.stack([kept[[k == name for k in keys]].mean(0) for name in names])
     for key in vocabulary.STRUCTURES:
-        z = ((encoder.text_embeddings([vocabulary.prompt(key, "LGE")]) - encoder.text_mean)
-             @ encoder.text_whitening) @ encoder.text_projector
+        z = whitened([vocabulary.prompt(key, "LGE")]) @ encoder.text_projector
         assert names[int(torch.cdist(z, centroids).argmin())] == key
     assert "text_projector" not in TextPromptEncoder(whitening="structure").state_dict()  # old checkpoints load
 
