@@ -139,6 +139,18 @@ def _check_arguments(args) -> None:
         raise ValueError(f"--devices must be >= 1, got {args.devices}")
 
 
+def _prompts_read_as(model, prompts: list[str] | None) -> dict[str, dict[str, float]]:
+    """For a prompt encoder that reads prompts as structures (``prototype``): the structures each
+    free-text prompt is read as, with weights of at least 0.01, so a user sees which structure a
+    phrasing was taken for (a structure the vocabulary lacks is read as the nearest one it has)."""
+    encoder = getattr(getattr(model, "net", None), "prompt_encoder", None)
+    if not prompts or getattr(encoder, "whitening", None) != "prototype":
+        return {}
+    weights = encoder.structure_weights(list(prompts))
+    return {prompt: {key: round(w, 3) for key, w in sorted(weights[prompt].items(), key=lambda kv: -kv[1]) if w >= 0.01}
+            for prompt in prompts}
+
+
 def predict_main(argv: list[str]) -> int:
     parser = _parser()
     args, overrides = parser.parse_known_args(argv)
@@ -190,6 +202,11 @@ def predict_main(argv: list[str]) -> int:
                                   for s in (structures or vocabulary.TASKS[t].structures)} for t in tasks}),
                    "probabilities": "4D float32, prompts on the last axis, in this order" if args.probabilities else None,
                    "files": {uid: str(p.relative_to(output)) for uid, p in paths.items()}}
+    read_as = _prompts_read_as(model, args.prompts)
+    if read_as:
+        description["read_as"] = read_as
+        for prompt, weights in read_as.items():
+            print(f"{prompt!r} is read as " + ", ".join(f"{key} {weight:.2f}" for key, weight in weights.items()))
     output.mkdir(parents=True, exist_ok=True)
     write_text_atomic(json.dumps(description, indent=2), output / "prediction.json")
     trainer_config = cli.config["trainer"]

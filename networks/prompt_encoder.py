@@ -25,7 +25,9 @@ _TEXT_MODELS: dict[str, tuple] = {}
 _EMBEDDINGS: dict[tuple[str, int, str], torch.Tensor] = {}
 
 # how embeddings are preconditioned (``TextPromptEncoder``): the config type and the check alike
-Whitening = Literal["structure", "discriminant", "zca", "none"]
+Whitening = Literal["structure", "discriminant", "prototype", "zca", "none"]
+# the modes that keep the discriminant subspace (and so the ``text_projector`` buffer)
+SUBSPACE_MODES = ("discriminant", "prototype")
 
 
 def default_text_model_path() -> str:
@@ -62,6 +64,15 @@ class TextPromptEncoder(nn.Module):
       projection has never seen and answers arbitrarily; here those directions are dropped, and
       what is left is where the phrasing sits among the structures. Modality wording, which
       does not tell structures apart, goes too: the image carries the modality.
+    - ``prototype``: ``discriminant``, then the phrasing is read as the structures' centroids
+      weighted by how near it lies to each (a softmax of minus the squared distance over
+      ``2 * prototype_temperature**2``: the posterior of a Gaussian around each centroid). Any
+      phrasing nearer one structure than the others by a few units reaches the decoder as that
+      structure's centroid, the same input as its canonical name, so it gets the canonical mask;
+      one that lands between two structures gets a blend. The text model still decides which
+      structure a phrasing names (MiniLM places "PA trunk" nearer the right atrium: it is read
+      as that); what is dropped is everything else about the wording. ``structure_weights``
+      gives the weights, to show how a prompt was read.
     - ``none``: raw embeddings.
 
     A ridge of ``whitening_ridge`` x the largest eigenvalue keeps unused directions from blowing
@@ -77,7 +88,7 @@ class TextPromptEncoder(nn.Module):
         text_dim: output size of the text model (384 for all-MiniLM-L6-v2).
         model_path: folder of a Hugging Face sentence encoder; ``None`` uses the packaged MiniLM.
         max_length: token limit per prompt.
-        whitening: ``structure``, ``discriminant``, ``zca`` or ``none`` (see above).
+        whitening: ``structure``, ``discriminant``, ``prototype``, ``zca`` or ``none`` (see above).
         whitening_ridge: ridge added to the covariance, relative to its largest eigenvalue.
         embedding_noise: in training only, Gaussian noise of this standard deviation is added to
             each prompt's (whitened) embedding before the projection, drawn from the generator
@@ -85,10 +96,14 @@ class TextPromptEncoder(nn.Module):
             answers a neighbourhood of each phrasing and not the phrasing alone (issue 15: a
             held-out phrasing lands near, not on, the phrasings trained). In whitened units 1 is
             the spread of one structure's phrasings. 0 (default): none.
+        prototype_temperature: ``prototype`` mode only: the spread, in whitened units, of the
+            Gaussian around each structure's centroid (trained phrasings lie 1.4 from theirs,
+            median; the nearest two structures, LV and RV, 5.4 apart).
     """
 
     def __init__(self, embed_dim: int = 128, text_dim: int = 384, model_path: str | None = None, max_length: int = 32,
-                 whitening: Whitening = "structure", whitening_ridge: float = 0.01, embedding_noise: float = 0.0):
+                 whitening: Whitening = "structure", whitening_ridge: float = 0.01, embedding_noise: float = 0.0,
+                 prototype_temperature: float = 1.0):
         super().__init__()
         if embed_dim < 1 or text_dim < 1 or max_length < 1:
             raise ValueError(f"embed_dim, text_dim and max_length must be >= 1, got {embed_dim}, {text_dim}, {max_length}")
@@ -105,12 +120,19 @@ class TextPromptEncoder(nn.Module):
         if embedding_noise < 0:
             raise ValueError(f"embedding_noise must be >= 0, got {embedding_noise}")
         self.embedding_noise = embedding_noise
+        if prototype_temperature <= 0:
+            raise ValueError(f"prototype_temperature must be positive, got {prototype_temperature}")
+        self.prototype_temperature = prototype_temperature
         self._noise_generator: torch.Generator | None = None
         self.register_buffer("text_mean", torch.zeros(text_dim))
         self.register_buffer("text_whitening", torch.eye(text_dim))
         self.register_buffer("calibrated", torch.tensor(False))
-        if whitening == "discriminant":  # only this mode has it, so other checkpoints load as before
+        if whitening in SUBSPACE_MODES:  # only these modes have it, so other checkpoints load as before
             self.register_buffer("text_projector", torch.eye(text_dim))
+        if whitening == "prototype":  # the structures' centroids in the subspace, keys in sorted order
+            from datamodules.vocabulary import STRUCTURES
+
+            self.register_buffer("text_centroids", torch.zeros(len(STRUCTURES), text_dim))
         self.projection = nn.Sequential(nn.Linear(text_dim, embed_dim), nn.GELU(), nn.Linear(embed_dim, embed_dim))
         self.text_model_calls = 0  # calls that needed the text model (a cached prompt costs none)
 
@@ -191,7 +213,7 @@ class TextPromptEncoder(nn.Module):
         structures, texts = zip(*labelled_prompts())
         reference = self.text_embeddings(list(texts)).double()
         mean = reference.mean(0)
-        if self.whitening in ("structure", "discriminant"):
+        if self.whitening in ("structure", *SUBSPACE_MODES):
             keys = sorted(set(structures))
             index = torch.tensor([keys.index(k) for k in structures])
             centroids = torch.stack([reference[index == k].mean(0) for k in range(len(keys))])
@@ -202,14 +224,35 @@ class TextPromptEncoder(nn.Module):
         eigenvalues, eigenvectors = torch.linalg.eigh(scatter)
         scale = (eigenvalues.clamp(min=0) + self.whitening_ridge * eigenvalues.max()).rsqrt()
         whitening = (eigenvectors * scale) @ eigenvectors.T
-        if self.whitening == "discriminant":
+        if self.whitening in SUBSPACE_MODES:
             spread = (centroids - mean) @ whitening
             _, singular, directions = torch.linalg.svd(spread - spread.mean(0), full_matrices=False)
             basis = directions[singular > 1e-6 * singular.max()]  # at most one fewer than the structures
-            self.text_projector.copy_((basis.T @ basis).float())
+            projector = basis.T @ basis
+            self.text_projector.copy_(projector.float())
+            if self.whitening == "prototype":
+                self.text_centroids.copy_((spread @ projector).float())
         self.text_mean.copy_(mean.float())
         self.text_whitening.copy_(whitening)
         self.calibrated.fill_(True)
+
+    def _read_as_structures(self, text: torch.Tensor) -> torch.Tensor:
+        distance = torch.cdist(text.float(), self.text_centroids)
+        return torch.softmax(-distance.square() / (2 * self.prototype_temperature ** 2), dim=-1)
+
+    @torch.no_grad()
+    def structure_weights(self, prompts: list[str]) -> dict[str, dict[str, float]]:
+        """``prototype`` mode: how each prompt is read, as weights over the vocabulary's structures
+        (they sum to 1), without noise."""
+        if self.whitening != "prototype":
+            raise ValueError(f"structure weights exist in the 'prototype' mode only, this encoder's is {self.whitening!r}")
+        from datamodules.vocabulary import STRUCTURES
+
+        if not bool(self.calibrated):
+            self._calibrate()
+        text = (self.text_embeddings(prompts).to(self.text_mean.device) - self.text_mean) @ self.text_whitening
+        weights = self._read_as_structures(text @ self.text_projector)
+        return {p: dict(zip(sorted(STRUCTURES), map(float, w))) for p, w in zip(prompts, weights)}
 
     def seed_noise(self, seed: int) -> None:
         """Training noise from now on comes from a generator seeded with ``seed``, not from
@@ -236,8 +279,10 @@ class TextPromptEncoder(nn.Module):
         if self.training and self.embedding_noise > 0:
             noise = torch.randn(text.shape, generator=self._noise_generator)  # on CPU, where the generator is
             text = text + self.embedding_noise * noise.to(text.device, text.dtype)
-        if self.whitening == "discriminant":  # after the noise: it varies the phrasing within the subspace
+        if self.whitening in SUBSPACE_MODES:  # after the noise: it varies the phrasing within the subspace
             text = text @ self.text_projector
+        if self.whitening == "prototype":
+            text = self._read_as_structures(text) @ self.text_centroids
         # under bf16 autocast the whitening matmul returns bf16: the table stays float32
         embedded[~padding.flatten().to(device)] = text.to(embedded.dtype)
         out = self.projection(embedded).view(len(prompts), len(prompts[0]), self.embed_dim)

@@ -237,6 +237,33 @@ def test_discriminant_whitening_keeps_only_directions_that_tell_structures_apart
     assert "text_projector" not in TextPromptEncoder(whitening="structure").state_dict()  # old checkpoints load
 
 
+def test_prototype_prompts_reach_the_decoder_as_the_structure_they_are_nearest():
+    """Every phrasing of the vocabulary reads as its own structure (weight > 0.99), so all of a
+    structure's synonyms give the projection the same input; a phrasing halfway between two
+    centroids reads as both; the weights are a distribution; discriminant checkpoints lack the
+    centroids (so one is refused by a prototype encoder, not misread)."""
+    from datamodules import vocabulary
+
+    encoder = TextPromptEncoder(embed_dim=8, whitening="prototype").eval()
+    keys, texts = zip(*vocabulary.labelled_prompts())
+    weights = encoder.structure_weights(list(texts))
+    for key, text in zip(keys, texts):
+        assert weights[text][key] > 0.99, (text, weights[text])
+        assert abs(sum(weights[text].values()) - 1) < 1e-5
+    out, _ = encoder([[vocabulary.prompt("lv", "CT"), vocabulary.STRUCTURES["lv"].names[1] + " in CT", vocabulary.prompt("rv", "CT")]])
+    torch.testing.assert_close(out[0, 0], out[0, 1], atol=1e-4, rtol=0)  # synonyms: one input
+    assert float((out[0, 0] - out[0, 2]).abs().max()) > 1e-3  # another structure: another input
+    names = sorted(vocabulary.STRUCTURES)
+    lv, rv = (encoder.text_centroids[names.index(k)] for k in ("lv", "rv"))
+    halfway = encoder._read_as_structures(((lv + rv) / 2)[None])[0]
+    assert abs(float(halfway[names.index("lv")]) - 0.5) < 0.01 and abs(float(halfway[names.index("rv")]) - 0.5) < 0.01
+    assert "text_centroids" not in TextPromptEncoder(whitening="discriminant").state_dict()
+    with pytest.raises(ValueError, match="prototype"):
+        TextPromptEncoder(whitening="discriminant").structure_weights(["aorta in CT"])
+    with pytest.raises(ValueError, match="prototype_temperature"):
+        TextPromptEncoder(whitening="prototype", prototype_temperature=0)
+
+
 @pytest.mark.parametrize("shape", [(2, 1, 64, 64), (1, 1, 64, 64, 64)], ids=["2d", "3d"])
 def test_fixed_head_answers_each_prompt_with_its_structure_channel(shape):
     from networks.fixed_head import FixedHeadSegmenter

@@ -97,8 +97,11 @@ def test_free_text_prompts_on_one_image(in_run_folder, checkpoint, phantom_root)
                     "--prompts", "the aorta", "left ventricle blood pool in CT", "--task", "whs") == 0
     out = in_run_folder / "free" / image.name.replace("_image.nii.gz", "_prompts.nii.gz")
     assert set(np.unique(np.asanyarray(nib.load(out).dataobj))) <= {0, 1, 2}
-    assert json.loads((in_run_folder / "free" / "prediction.json").read_text())["codes"] == {
-        "1": "the aorta", "2": "left ventricle blood pool in CT"}
+    description = json.loads((in_run_folder / "free" / "prediction.json").read_text())
+    assert description["codes"] == {"1": "the aorta", "2": "left ventricle blood pool in CT"}
+    # the experiment reads prompts as structures, and the index says which each was read as
+    assert {p: list(w)[0] for p, w in description["read_as"].items()} == {
+        "the aorta": "aorta", "left ventricle blood pool in CT": "lv"}
 
 
 @pytest.mark.slow
@@ -183,3 +186,22 @@ def test_evaluate_refuses_unpaired_and_misaligned_files(tmp_path, capsys):
     assert len(rows) == 2 * len(vocabulary.TASKS["myops"].structures)
     assert rows[rows.structure == "lv"].dice.tolist() == [1.0, 1.0]  # perfect LV; myo and scar both empty: 1
     assert (rows.hd == 0).all()
+
+
+def test_predict_says_which_structure_a_free_text_prompt_is_read_as():
+    """A ``prototype`` prompt encoder reads a prompt as structures; ``predict`` reports them (a
+    prompt for a structure the vocabulary lacks shows which structure it was taken for), and
+    says nothing for encoders that do not read prompts so."""
+    from types import SimpleNamespace
+
+    from lightning_modules.predict_cli import _prompts_read_as
+    from networks.prompt_encoder import TextPromptEncoder
+
+    model = SimpleNamespace(net=SimpleNamespace(prompt_encoder=TextPromptEncoder(embed_dim=8, whitening="prototype")))
+    read = _prompts_read_as(model, ["left atrial blood pool in CT", "ascending aorta in MRI"])
+    assert list(read["left atrial blood pool in CT"])[0] == "la" and read["left atrial blood pool in CT"]["la"] > 0.99
+    assert list(read["ascending aorta in MRI"])[0] == "aorta"
+    assert all(w >= 0.01 for weights in read.values() for w in weights.values())
+    assert _prompts_read_as(model, None) == {}
+    other = SimpleNamespace(net=SimpleNamespace(prompt_encoder=TextPromptEncoder(embed_dim=8, whitening="discriminant")))
+    assert _prompts_read_as(other, ["left atrial blood pool in CT"]) == {}

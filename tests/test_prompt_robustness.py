@@ -103,8 +103,12 @@ def _training_texts() -> str:
     return "\n".join(p.read_text() for p in files).lower()
 
 
-def test_heldout_phrasings_are_unseen_and_cover_every_structure():
-    listing = yaml.safe_load(HELDOUT_PROMPTS.read_text())
+SELECTION_PROMPTS = HELDOUT_PROMPTS.with_name("heldout_prompts_selection.yaml")
+
+
+@pytest.mark.parametrize("listing_path", [HELDOUT_PROMPTS, SELECTION_PROMPTS], ids=["final", "selection"])
+def test_heldout_phrasings_are_unseen_and_cover_every_structure(listing_path):
+    listing = yaml.safe_load(listing_path.read_text())
     assert set(listing["structures"]) == set(vocabulary.STRUCTURES)
     assert set(listing["modalities"]) == set(vocabulary.MODALITIES)
     vocabulary_names = {name.lower() for s in vocabulary.STRUCTURES.values() for name in s.names}
@@ -113,10 +117,10 @@ def test_heldout_phrasings_are_unseen_and_cover_every_structure():
     trained_prompts = {prompt.lower() for _, prompt in vocabulary.labelled_prompts()}
     for structure, phrasings in listing["structures"].items():
         assert len(phrasings) >= 3, structure
-        # one abbreviation (an upper-case word of 2-3 letters) per structure; edema has none in use
-        assert structure == "edema" or any(re.search(r"\b(?:[A-Z]{2,3}|[A-Z][a-z])\b", p.replace("{modality}", "")) for p in phrasings), structure
+        # one abbreviation (an upper-case word of 2-3 letters, or such as "Ao", "AAo") per structure; edema has none in use
+        assert structure == "edema" or any(re.search(r"\b(?:[A-Z]{2,3}|[A-Z]{1,2}[a-z])\b", p.replace("{modality}", "")) for p in phrasings), structure
         for modality in listing["modalities"]:
-            for prompt in heldout_prompts(structure, modality):
+            for prompt in heldout_prompts(structure, modality, listing_path):
                 name = prompt.lower().replace(listing["modalities"][modality].lower(), "{modality}")
                 assert prompt.lower() not in trained_prompts and prompt.lower() not in training, prompt
                 wording = name.replace("{modality}", "").strip(" :")
@@ -124,6 +128,17 @@ def test_heldout_phrasings_are_unseen_and_cover_every_structure():
                     assert part.strip() not in vocabulary_names, prompt
     for wording in listing["modalities"].values():
         assert wording.lower() not in modality_phrases and wording.lower() not in training, wording
+
+
+def test_the_selection_list_shares_no_phrasing_with_the_final_list():
+    """Settings are chosen on one list and reported on the other (issue 15): no structure
+    phrasing or modality wording is in both."""
+    final, selection = (yaml.safe_load(p.read_text()) for p in (HELDOUT_PROMPTS, SELECTION_PROMPTS))
+    for key in ("structures", "modalities"):
+        assert set(final[key]) == set(selection[key])
+    for structure, phrasings in final["structures"].items():
+        assert not {p.lower() for p in phrasings} & {p.lower() for p in selection["structures"][structure]}, structure
+    assert not {w.lower() for w in final["modalities"].values()} & {w.lower() for w in selection["modalities"].values()}
 
 
 @pytest.mark.slow
