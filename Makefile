@@ -5,9 +5,11 @@ BIN := $(VENV)/bin
 
 .PHONY: install demo test phantoms clean-venv
 
-# A virtual environment with the pinned CPU torch (pyproject pins torch==2.13.0) and the project, editable.
+# A virtual environment with the CPU build of torch first (a wheel pip finds on this machine's disk;
+# letting pip choose torch for the project would pull a multi-GB CUDA build), then the project, editable.
 $(BIN)/care-cardiac: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 

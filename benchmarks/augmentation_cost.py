@@ -24,7 +24,7 @@ import torch.nn.functional as F
 import torchio as tio
 from monai.transforms import Affine
 
-from datamodules.augmentation import Augmentation
+from datamodules.transforms.augmentation import Augmentation
 
 
 def subject(image: torch.Tensor, label: torch.Tensor) -> tio.Subject:

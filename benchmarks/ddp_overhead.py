@@ -1,5 +1,6 @@
 """DDP overhead on CPU: training steps of the demo model (``experiments/phantoms.yaml``: 2D, 16
-patches of 64x64 per process; its image encoder was SwinUNETR fs12 until issue 13, the plain U-Net since) in 1 process vs 2 processes (gloo, ``ddp_spawn``), each process on one thread.
+patches of 64x64 per process, the plain U-Net encoder) in 1 process vs 2 processes (gloo,
+``ddp_spawn``), each process on one thread.
 
     python benchmarks/ddp_overhead.py [--steps 20] [--phantoms data/phantoms]
 
@@ -47,7 +48,7 @@ def main() -> None:
     import torch
     from lightning.pytorch.strategies import DDPStrategy
 
-    from lightning_modules.experiment import build_experiment
+    from lightning_modules.command_line.experiment import build_experiment
 
     results = {}
     for devices in (1, 2):

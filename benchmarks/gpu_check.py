@@ -44,7 +44,7 @@ FORTY_GB_IN_GIB = 40e9 / GIB
 
 def experiment(root: Path, device: str, tiny: bool, workers: int):
     """The care_unified experiment on the phantoms at ``root``, on one device, without loggers."""
-    from lightning_modules.experiment import build_experiment
+    from lightning_modules.command_line.experiment import build_experiment
 
     args = ["--config", str(REPO / "experiments" / "care_unified.yaml"), "--trainer.logger", "false",
             "--trainer.devices", "1", "--trainer.strategy", "auto",
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"loader, {workers} workers: {loader_rates[workers]:.1f} patches/s "
                   f"(the step consumes {consumed:.1f})", flush=True)
 
-        from datamodules import vocabulary
+        import vocabulary
 
         shape = (64, 64, 40) if args.tiny else (512, 512, 200)
         volume = torch.randn(1, 1, *shape, device=device)
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def infer():
             with torch.no_grad(), autocast:
-                module.sliding_window(volume, prompts, slice_axis=2)
+                module.predictor.logits(volume, 2, prompts)
 
         inference_s, inference_peak = timed(infer, device, 1 if args.tiny else 3)
         print(f"inference, volume {'x'.join(map(str, shape))}, 7 prompts, bf16, no TTA: {inference_s:.2f} s, "

@@ -23,7 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from child_process import add_child_argument, answer_child, run_child  # benchmarks/ is on sys.path when run as a script
+from child_process import (  # benchmarks/ is on sys.path when run as a script
+    add_child_argument,
+    answer_child,
+    run_child,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 VOLUMES = {
@@ -59,12 +63,13 @@ def write_volume(name: str, folder: Path) -> Path:
 def measure(config: dict) -> dict:
     import torch
 
-    from datamodules import vocabulary
+    import vocabulary
     from datamodules.case import Case
     from datamodules.collate import collate_volume
     from datamodules.prediction import PredictionDataset
-    from lightning_modules.experiment import build_experiment
-    from lightning_modules.prediction_writer import LabelMapWriter
+    from lightning_modules.command_line.experiment import build_experiment
+    from lightning_modules.inference.prediction_writer import LabelMapWriter
+    from lightning_modules.inference.predictor import default_inferer
 
     torch.manual_seed(0)
     device = torch.device(config["device"])
@@ -72,6 +77,7 @@ def measure(config: dict) -> dict:
         torch.set_num_threads(min(2, torch.get_num_threads()))
     cli = build_experiment(["--config", config["experiment"], "--trainer.logger", "false"])
     model = cli.model
+    model.inferer = model.inferer or default_inferer(cli.datamodule.patch_size)  # as setup builds it
     if config["ckpt"]:
         state = torch.load(config["ckpt"], map_location="cpu", weights_only=True)
         model.load_state_dict(state["state_dict"])
@@ -94,9 +100,10 @@ def measure(config: dict) -> dict:
             torch.cuda.synchronize()
         start = time.perf_counter()
         logits_grid = None
-        original = model.sliding_window
+        predictor = model.predictor
+        original = predictor.logits
 
-        def timed_window(*args, **kwargs):  # split network time from the resampling inside probabilities()
+        def timed_window(*args, **kwargs):  # split network time from the resampling and post-processing
             nonlocal logits_grid
             begin = time.perf_counter()
             result = original(*args, **kwargs)
@@ -105,11 +112,11 @@ def measure(config: dict) -> dict:
             logits_grid = (logits_grid or 0.0) + time.perf_counter() - begin
             return result.cpu()
 
-        model.sliding_window = timed_window
-        probabilities = model.probabilities(batch)
-        label, masks = model.label_and_masks(batch, probabilities)
-        prediction = {"uid": batch["uid"], "task": task, "structures": structures, "masks": masks, "label": label,
-                      "probabilities": probabilities, "image_path": batch["image_path"]}
+        predictor.logits = timed_window
+        predicted = predictor.predict(batch)[0]
+        prediction = {"uid": batch["uid"], "task": task, "structures": structures, "masks": predicted.masks,
+                      "label": predicted.label, "probabilities": predicted.probabilities,
+                      "image_path": batch["image_path"]}
         writer.write_on_batch_end(None, model, prediction, None, batch, 0)
         total = time.perf_counter() - start
     timings["network"] = logits_grid
@@ -136,7 +143,7 @@ def main() -> None:
     args = parser.parse_args()
     if answer_child(args.child, measure):
         return
-    from datamodules import vocabulary
+    import vocabulary
 
     with tempfile.TemporaryDirectory() as folder:
         names = ["LGE stack 480x480x15"] if args.quick else list(VOLUMES)

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import torch
 
-from datamodules.augmentation import Augmentation
 from datamodules.case import DataSource
 from datamodules.datamodule import CareDataModule
 from datamodules.manifest import Manifest
 from datamodules.phantoms import write_phantoms
 from datamodules.preprocessing import Preprocessing
+from datamodules.transforms.augmentation import Augmentation
 
 SPACING = {"la": 1.5, "whs": 2.0, "myops": 1.5}
 REAL_SPACING = {"la": 1.25, "myops": 1.25}

@@ -1,7 +1,7 @@
 """Training-step cost of the prompt segmenter: 8 prompts vs 1 per sample, and prompt conditioning
-vs the plain MONAI backbone with one output channel per structure, at the demo's CPU config as it
-was until issue 13 (2D SwinUNETR feature_size 12, batch 16 of 64x64; the demo's encoder is now the
-plain U-Net, ``networks.unet.PlainUNet``) and, without ``--quick``, at a GPU-sized 3D patch.
+vs the plain MONAI backbone with one output channel per structure, at a 2D CPU config (SwinUNETR
+feature_size 12, batch 16 of 64x64: the demo's encoder when these figures were first taken) and,
+without ``--quick``, at a GPU-sized 3D patch.
 
     python benchmarks/model_speed.py [--quick] [--rounds R] [--steps N] [--device cpu|cuda] [--bf16]
 
@@ -23,13 +23,16 @@ step times; FLOP ratios). Results are recorded in benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
-from functools import partial
-
 import argparse
 import resource
 import statistics
+from functools import partial
 
-from child_process import add_child_argument, answer_child, run_child  # benchmarks/ is on sys.path when run as a script
+from child_process import (  # benchmarks/ is on sys.path when run as a script
+    add_child_argument,
+    answer_child,
+    run_child,
+)
 from timing import step_times
 
 STRUCTURES = ["lv", "rv", "la", "ra", "myo", "aorta", "pa", "scar"]
@@ -39,7 +42,7 @@ def build(kind: str, spatial_dims: int, prompts: int):
     import torch
     from monai.networks.nets import SwinUNETR
 
-    from datamodules import vocabulary
+    import vocabulary
     from networks.prompt_decoder import PromptMaskDecoder
     from networks.prompt_encoder import TextPromptEncoder
     from networks.segmenter import PromptSegmenter
@@ -78,7 +81,7 @@ def measure(config: dict) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from lightning_modules.losses import PartialLabelLoss
+    from lightning_modules.training.losses import PartialLabelLoss
 
     torch.manual_seed(0)
     device = torch.device(config["device"])

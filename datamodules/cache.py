@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from datamodules.case import Case
+from datamodules.files import write_atomic
 from datamodules.preprocessing import PreprocessedCase
 
 log = logging.getLogger(__name__)
@@ -40,20 +40,6 @@ def file_fingerprint(path: str | None) -> dict | None:
         return None
     stat = Path(path).stat()
     return {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def _replace_atomically(path: Path, write: Callable) -> None:
-    """``write(stream)`` into a temporary file beside ``path``, then rename it into place, so an
-    interrupted run never leaves a half-written entry under a valid name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _digest(identity: dict) -> str:
@@ -130,7 +116,7 @@ class PreprocessingCache:
         }
         entry = {"identity": json.dumps(identity, sort_keys=True), "arrays": arrays, "checksum": _checksum(arrays),
                  "slice_axis": int(prepared.slice_axis), "original_shape": [int(n) for n in prepared.original_shape]}
-        _replace_atomically(path, lambda stream: torch.save(entry, stream))
+        write_atomic(path, binary=True, write=lambda stream: torch.save(entry, stream))
 
     @staticmethod
     def _to_case(entry: dict, case: Case, role: str) -> PreprocessedCase:
@@ -174,5 +160,5 @@ class CheckCache:
         report = check(case)
         if not report["problems"]:  # failing cases are re-checked every time, after the fix
             text = json.dumps({"identity": identity, "report": report}).encode()
-            _replace_atomically(path, lambda stream: stream.write(text))
+            write_atomic(path, binary=True, write=lambda stream: stream.write(text))
         return report

@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from datamodules import vocabulary
+import vocabulary
 from datamodules.case import Case
 from datamodules.geometry import spacing_of
 from datamodules.progress import reported

@@ -5,19 +5,18 @@ from __future__ import annotations
 import lightning as L
 from torch.utils.data import DataLoader
 
-from datamodules import vocabulary
-from datamodules.augmentation import Augmentation
+import vocabulary
 from datamodules.cache import CheckCache, PreprocessingCache, preprocessing_settings
 from datamodules.case import DataSource
 from datamodules.checks import CaseReport, check_cases, problems_of
 from datamodules.collate import collate_patches, collate_volume
 from datamodules.manifest import Manifest
-from datamodules.neighbour_slices import check_neighbour_slices
 from datamodules.patches import PatchDataset
 from datamodules.preprocessing import PreprocessedCase, Preprocessing
 from datamodules.progress import reported
 from datamodules.resumable_loader import ResumableDataLoader
 from datamodules.sampling import TaskSampling, WeightedCaseSampler, case_weights
+from datamodules.transforms.augmentation import Augmentation
 from datamodules.volumes import VolumeDataset
 
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
@@ -43,16 +42,9 @@ class CareDataModule(L.LightningDataModule):
         augmentation: random training transforms; ``null`` for none.
         synonym_probability: chance that a training prompt uses a random synonym of its
             structure instead of the canonical name (so unseen phrasings still work).
-        prompt_subset_probability: chance that a training patch is prompted with a random
-            non-empty subset of its annotated structures, in random order, instead of its
-            task's full set, so that asking for one structure alone (``predict --structures``,
-            a free-text prompt) is a prompt set the model has seen.
         prompt_wording_probability: chance that a training prompt is written in a random
             sentence frame and modality wording (``vocabulary.PROMPT_TEMPLATES``,
             ``Modality.wordings``) instead of "{name} in {modality}".
-        neighbour_slices: 2D models only (2.5D): this many slices on either side of each slice
-            come with it as extra image channels, in training and inference alike; the
-            backbone's ``in_channels`` follows (``2 * neighbour_slices + 1``).
         num_workers: loader worker processes.
         seed: seed of the training draw: which cases, and every patch's position, augmentation
             and prompt phrasing (per epoch; independent of ``seed_everything`` and of
@@ -70,18 +62,16 @@ class CareDataModule(L.LightningDataModule):
         self,
         sources: list[DataSource],
         preprocessing: Preprocessing = Preprocessing(),  # noqa: B008 (frozen in use; shown by --print_config)
-        patch_size: list[int] = (64, 64),
-        batch_size: int = 16,
+        patch_size: list[int] = (96, 96),
+        batch_size: int = 8,
         samples_per_epoch: int = 512,
-        foreground_fraction: float = 0.67,
+        foreground_fraction: float = 0.7,
         task_sampling: TaskSampling = "uniform",
         temperature: float = 2.0,
         task_weights: dict[str, float] | None = None,
         augmentation: Augmentation | None = Augmentation(),  # noqa: B008
         synonym_probability: float = 0.5,
-        prompt_subset_probability: float = 0.0,
-        prompt_wording_probability: float = 0.0,
-        neighbour_slices: int = 0,
+        prompt_wording_probability: float = 0.5,
         num_workers: int = 0,
         seed: int = 0,
         cache_dir: str | None = None,
@@ -114,15 +104,11 @@ class CareDataModule(L.LightningDataModule):
         self.task_weights = task_weights
         self.augmentation = augmentation
         for name, value in (("synonym_probability", synonym_probability),
-                            ("prompt_subset_probability", prompt_subset_probability),
                             ("prompt_wording_probability", prompt_wording_probability)):
             if not 0 <= value <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
         self.synonym_probability = synonym_probability
-        self.prompt_subset_probability = prompt_subset_probability
         self.prompt_wording_probability = prompt_wording_probability
-        check_neighbour_slices(neighbour_slices, patch_size)  # here, before any data is read
-        self.neighbour_slices = neighbour_slices
         self.num_workers = num_workers
         self.seed = seed
         self.cache_dir = cache_dir
@@ -194,8 +180,7 @@ class CareDataModule(L.LightningDataModule):
         cases = self.cases("train")
         weights = case_weights([c.case for c in cases], self.task_sampling, self.temperature, self.task_weights)
         dataset = PatchDataset(cases, self.patch_size, self.foreground_fraction, self.augmentation,
-                               self.synonym_probability, self.neighbour_slices, self.prompt_subset_probability,
-                               self.prompt_wording_probability)
+                               self.synonym_probability, self.prompt_wording_probability)
         sampler = WeightedCaseSampler(weights, self.samples_per_epoch, seed=self.seed)
         return ResumableDataLoader(dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=collate_patches,
                                    drop_last=True, **self._loader_kwargs())

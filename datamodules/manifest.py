@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from datamodules import vocabulary
+import vocabulary
 from datamodules.case import SPLITS, Case, DataSource
 from datamodules.readers import read_source
 

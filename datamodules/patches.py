@@ -9,12 +9,11 @@ import torch
 import torchio as tio
 from torch.utils.data import Dataset
 
-from datamodules import vocabulary
-from datamodules.augmentation import Augmentation
-from datamodules.neighbour_slices import check_neighbour_slices, with_neighbour_slices
+import vocabulary
 from datamodules.preprocessing import PAD_VALUE, PreprocessedCase
 from datamodules.prompts import prompt_fields
 from datamodules.sampling import PatchDraw
+from datamodules.transforms.augmentation import Augmentation
 
 
 def _centre_bounds(box, shape) -> list[tuple[int, int]]:
@@ -47,30 +46,23 @@ class PatchDataset(Dataset):
         foreground_fraction: share of patches centred on foreground.
         augmentation: random transforms, or ``None``.
         synonym_probability: chance that a prompt is phrased with a random synonym.
-        subset_probability: chance that a patch is prompted with a random non-empty subset of
-            its annotated structures, in random order, instead of its task's full set.
         wording_probability: chance that a prompt is written in a random sentence frame and
             modality wording (``vocabulary.PROMPT_TEMPLATES``).
-        neighbour_slices: 2D only: this many slices on either side of a patch's slice come
-            with it as extra channels (2.5D; see ``datamodules.neighbour_slices``).
     """
 
     def __init__(self, cases: list[PreprocessedCase], patch_size: list[int], foreground_fraction: float = 0.67,
                  augmentation: Augmentation | None = None, synonym_probability: float = 0.5,
-                 neighbour_slices: int = 0, subset_probability: float = 0.0, wording_probability: float = 0.0):
+                 wording_probability: float = 0.5):
         if len(patch_size) not in (2, 3):
             raise ValueError(f"patch_size must have 2 (2D) or 3 (3D) entries, got {patch_size}")
-        check_neighbour_slices(neighbour_slices, patch_size)
         if not 0 <= foreground_fraction <= 1:
             raise ValueError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}")
         self.cases = cases
         self.patch_size = list(patch_size)
         self.augmentation = augmentation
         self.synonym_probability = synonym_probability
-        self.subset_probability = subset_probability
         self.wording_probability = wording_probability
         self.foreground_fraction = foreground_fraction
-        self.neighbour_slices = neighbour_slices
         self._subjects: dict[int, tio.Subject] = {}
         self._probabilities: dict[int, dict[int, float]] = {}  # per case: sampling chance of each map value
         self._transforms: dict[tuple[int, bool], tio.Transform] = {}  # per (slice axis, flip), built once
@@ -97,8 +89,7 @@ class PatchDataset(Dataset):
             for k, mask in enumerate(vocabulary.binary_masks(case.label.numpy(), case.case.layout, known), start=1):
                 structure_map[mask] = k
             subject = tio.Subject(
-                image=tio.ScalarImage(tensor=with_neighbour_slices(case.image, case.slice_axis, self.neighbour_slices),
-                                      affine=case.affine),
+                image=tio.ScalarImage(tensor=case.image, affine=case.affine),
                 label=tio.LabelMap(tensor=case.label[None], affine=case.affine),
                 structures=tio.LabelMap(tensor=torch.from_numpy(structure_map[None]), affine=case.affine),
             )
@@ -192,7 +183,7 @@ class PatchDataset(Dataset):
             image, label = image.squeeze(1 + case.slice_axis), label.squeeze(case.slice_axis)
         # prompt phrasing is drawn from torch's RNG too, so the patch's seed fixes it
         fields = prompt_fields(case.case, random.Random(int(torch.randint(0, 2**31 - 1, ()).item())),
-                               self.synonym_probability, self.subset_probability, self.wording_probability)
+                               self.synonym_probability, self.wording_probability)
         target = vocabulary.binary_masks(label.numpy(), case.case.layout,
                                          [s for s, a in zip(fields["structures"], fields["annotated"]) if a])
         full = torch.zeros((len(fields["structures"]), *label.shape))

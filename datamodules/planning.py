@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from datamodules import vocabulary
+import vocabulary
 from datamodules.checks import CaseReport
 from datamodules.geometry import slice_axis
 from datamodules.preprocessing import Preprocessing

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from datamodules import vocabulary
+import vocabulary
 from datamodules.case import Case
+from datamodules.files import NIFTI_NAME, nifti_stem
 from datamodules.preprocessing import Preprocessing
 from datamodules.readers.lascarqs import IMAGE_NAME as LASCARQS_IMAGE
 from datamodules.volumes import volume_item
@@ -23,7 +24,7 @@ def case_id_of(path: Path) -> str:
     ``<case>/enhanced.nii.gz`` -> ``<case>``, ``ct_1001_image.nii.gz`` -> ``ct_1001``."""
     if path.name == LASCARQS_IMAGE:
         return path.parent.name
-    stem = re.sub(r"\.nii(\.gz)?$", "", path.name)
+    stem = nifti_stem(path)
     return _IMAGE_SUFFIX.sub("", stem)
 
 
@@ -31,7 +32,7 @@ def image_files(root: Path, pattern: str) -> list[Path]:
     """NIfTI images in a folder matching ``pattern`` (recursively), or the file itself."""
     if root.is_file():
         return [root]
-    files = sorted(p for p in root.rglob(pattern) if p.is_file() and re.search(r"\.nii(\.gz)?$", p.name))
+    files = sorted(p for p in root.rglob(pattern) if p.is_file() and NIFTI_NAME.search(p.name))
     if not files:
         raise ValueError(f"{root} holds no NIfTI image matching {pattern!r}")
     return files

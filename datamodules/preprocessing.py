@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torchio as tio
 
-from datamodules import vocabulary
+import vocabulary
 from datamodules.case import Case
 from datamodules.geometry import resampled_spacing, slice_axis, spacing_of
 
@@ -66,7 +66,7 @@ class Preprocessing:
         mri_percentiles: intensity percentiles clipped before z-scoring MRI.
     """
 
-    target_spacing: dict[str, float] = field(default_factory=lambda: {"la": 1.0, "whs": 1.5, "myops": 1.25})
+    target_spacing: dict[str, float] = field(default_factory=lambda: {"la": 1.25, "whs": 1.5, "myops": 1.25})
     anisotropy_threshold: float = 3.0
     spacing_tolerance: float = 0.05
     ct_window: tuple[float, float] = (-250.0, 750.0)

@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 from torch.utils.data import Dataset
 
-from datamodules import vocabulary
+import vocabulary
 from datamodules.preprocessing import PreprocessedCase
 from datamodules.prompts import prompt_fields
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from datamodules import vocabulary
+import vocabulary
 from networks.probe import feature_channels
 
 

@@ -36,6 +36,10 @@ class PromptMaskDecoder(nn.Module):
     bounds the attention cost at any patch size. Without ``memory`` the backbone's output
     features (pooled) are the only scale, which works for any backbone that returns a feature map.
 
+    Prompts do not attend to each other: each query's self-attention sees itself only, so a
+    prompt's mask is the same asked alone, with its task's structures or with any other set
+    (``benchmarks/DECISIONS.md``, "prompt attention").
+
     In experiments the decoder is given as a factory (``class_path`` + the settings below): the
     segmenter builds it with ``feature_channels``, ``embed_dim`` and ``memory_channels`` read off
     its backbone and prompt encoder, so those sizes are never typed twice (see ``DecoderFactory``).
@@ -46,20 +50,14 @@ class PromptMaskDecoder(nn.Module):
         memory_channels: channels of each multi-scale feature map the segmenter passes as
             ``memory`` (in its ``feature_layers`` order, coarse to fine); ``None``: the single
             scale of the output features.
-        num_layers: transformer decoder layers (self-attention between prompts, cross-attention
-            to the image tokens). Use a multiple of the number of scales so each is read equally.
+        num_layers: transformer decoder layers (cross-attention to the image tokens). Use a multiple of the number of scales so each is read equally.
         num_heads: attention heads.
         token_grid: largest token grid per axis of one scale.
         position_frequencies: Fourier frequencies of the token positional encoding.
-        prompt_attention: self-attention between the prompts of a sample. With it, a prompt's
-            mask depends on which other prompts were asked beside it; without it (each query
-            attends to itself and to the image only) a prompt's mask is the same whether it is
-            asked alone, with its task's structures or with any other set (issue 15).
     """
 
     def __init__(self, feature_channels: int, embed_dim: int, memory_channels: list[int] | None = None,
-                 num_layers: int = 2, num_heads: int = 4, token_grid: int = 8, position_frequencies: int = 4,
-                 prompt_attention: bool = True):
+                 num_layers: int = 2, num_heads: int = 4, token_grid: int = 8, position_frequencies: int = 4):
         super().__init__()
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
@@ -72,7 +70,6 @@ class PromptMaskDecoder(nn.Module):
         self.memory_channels = list(memory_channels) if self.multiscale else [feature_channels]
         self.token_grid = token_grid
         self.position_frequencies = position_frequencies
-        self.prompt_attention = prompt_attention
         self.token_proj = nn.ModuleList(nn.Linear(channels, embed_dim) for channels in self.memory_channels)
         # which scale a token comes from (one scale needs no such embedding)
         self.level_embedding = nn.Parameter(torch.zeros(len(self.memory_channels), embed_dim)) if self.multiscale else None
@@ -107,6 +104,8 @@ class PromptMaskDecoder(nn.Module):
         """``features [B, F, *S]``, ``queries [B, P, D]``, ``padding [B, P]`` -> logits ``[B, P, *S]``.
 
         Args:
+            padding: which prompts are padding; not needed here (no prompt attends to another),
+                accepted so every decoder is called alike.
             memory: the multi-scale feature maps (required when built with ``memory_channels``).
             all_layers: return the logits after every decoder layer (a list, last = final), for
                 deep supervision; otherwise only the final logits.
@@ -120,16 +119,12 @@ class PromptMaskDecoder(nn.Module):
         if channels != self.memory_channels:
             raise ValueError(f"memory feature maps have {channels} channels, decoder expects {self.memory_channels}")
         tokens = [self._tokens(level, m) for level, m in enumerate(maps)]
-        self_mask = None
-        if not self.prompt_attention:
-            # each query attends only to itself (True = not attended): the layers keep their
-            # weights and shape, and no prompt reads another. The padding mask is then not
-            # needed, and would leave a padded query nothing to attend to (NaN).
-            self_mask = ~torch.eye(queries.shape[1], dtype=torch.bool, device=queries.device)
-            padding = None
+        # each query attends only to itself (True = not attended), so no prompt reads another;
+        # a padding mask would then leave a padded query nothing to attend to (NaN), so none is passed
+        self_mask = ~torch.eye(queries.shape[1], dtype=torch.bool, device=queries.device)
         outputs = []
         for index, layer in enumerate(self.layers):
-            queries = layer(queries, tokens[index % len(tokens)], tgt_mask=self_mask, tgt_key_padding_mask=padding)
+            queries = layer(queries, tokens[index % len(tokens)], tgt_mask=self_mask)
             if all_layers or index == len(self.layers) - 1:
                 outputs.append(self._logits(queries, features))
         return outputs if all_layers else outputs[-1]

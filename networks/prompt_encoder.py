@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Literal, get_args
 
 import torch
 from torch import nn
-
 
 # The text model's identity travels with the weights: its name and its embedding of this phrase
 IDENTITY_PHRASE = "left atrium in LGE MRI"
@@ -24,16 +22,10 @@ IDENTITY_TOLERANCE = 1e-3  # thread counts and CPU kernels move MiniLM's embeddi
 _TEXT_MODELS: dict[str, tuple] = {}
 _EMBEDDINGS: dict[tuple[str, int, str], torch.Tensor] = {}
 
-# how embeddings are preconditioned (``TextPromptEncoder``): the config type and the check alike
-Whitening = Literal["structure", "discriminant", "prototype", "zca", "none"]
-# the modes that keep the discriminant subspace (and so the ``text_projector`` buffer)
-SUBSPACE_MODES = ("discriminant", "prototype")
-
-
 def _structure_keys() -> list[str]:
     """The vocabulary's structure keys in the order of the centroids (``text_centroids`` rows,
     ``structure_weights`` keys)."""
-    from datamodules.vocabulary import STRUCTURES
+    from vocabulary import STRUCTURES
 
     return sorted(STRUCTURES)
 
@@ -46,72 +38,43 @@ def default_text_model_path() -> str:
 
 
 class TextPromptEncoder(nn.Module):
-    """Embeds prompt strings with a frozen MiniLM, caching one vector per distinct string.
+    """Embeds prompt strings with a frozen sentence encoder and reads each as the vocabulary's
+    structures, then projects it to the decoder's width.
 
-    The text model is loaded lazily and kept outside the module's parameters and state dict:
-    it is frozen, so checkpoints need not carry its 90 MB, and each distinct prompt costs one
-    text-model pass for the life of the process (a cache shared by the process's encoders),
-    never one per step.
+    The text model (all-MiniLM-L6-v2 by default) is loaded lazily and kept outside the state
+    dict; each distinct prompt costs one text-model pass for the life of the process.
 
-    Sentence embeddings of cardiac prompts are nearly parallel ("left ventricle blood pool in
-    CT" vs "right ventricle ..." have cosine 0.98), which makes the projection slow to tell
-    them apart, so embeddings are preconditioned with statistics of the vocabulary's prompt set
-    (every phrasing of every structure in every modality):
+    Cardiac prompts embed nearly parallel (LV vs RV in CT: cosine 0.98), and a phrasing never
+    trained differs from trained ones mostly in directions none of them varies in. So the
+    embeddings are whitened by the scatter *within* structures (Fisher's discriminant analysis,
+    over every phrasing of every structure in every modality), projected onto the span of the
+    structures' centroids, and a prompt is replaced by those centroids weighted by
+    ``softmax(-d^2 / 2 tau^2)``: any phrasing the text model places by a structure reaches the
+    decoder as that structure's canonical input. The statistics are buffers, saved with
+    checkpoints. Every other preconditioning screened is in ``benchmarks/DECISIONS.md``
+    ("prompt whitening").
 
-    - ``structure`` (default): whitened by the scatter *within* structures (the spread of
-      phrasings and modalities of one structure), as in Fisher's discriminant analysis. After
-      it, synonyms of a structure are close and different structures apart (held-out phrasings
-      land nearer their own structure), so the projection learns identities, not wordings.
-    - ``zca``: whitened by the total scatter. Measured on MiniLM it over-separates wordings:
-      "left atrium in CT" ends closer to "right atrium in CT" (cosine 0.63) than to "left atrial
-      blood pool in CT" (0.14), and the phantom whole-heart runs swung between 0.71 and 0.93 Dice.
-    - ``discriminant``: ``structure``, then projected onto the span of the structures' centroids
-      (Fisher's discriminant subspace, one direction fewer than there are structures). A
-      phrasing never trained differs from the trained ones mostly in directions none of them
-      varies in (issue 15: 18-27 whitened units from its centroid against 6.6), which the
-      projection has never seen and answers arbitrarily; here those directions are dropped, and
-      what is left is where the phrasing sits among the structures. Modality wording, which
-      does not tell structures apart, goes too: the image carries the modality.
-    - ``prototype``: ``discriminant``, then the phrasing is read as the structures' centroids
-      weighted by how near it lies to each (a softmax of minus the squared distance over
-      ``2 * prototype_temperature**2``: the posterior of a Gaussian around each centroid). Any
-      phrasing nearer one structure than the others by a few units reaches the decoder as that
-      structure's centroid, the same input as its canonical name, so it gets the canonical mask;
-      one that lands between two structures gets a blend. The text model still decides which
-      structure a phrasing names (MiniLM places "PA trunk" nearer the right atrium: it is read
-      as that); what is dropped is everything else about the wording. ``structure_weights``
-      gives the weights, to show how a prompt was read.
-    - ``none``: raw embeddings.
-
-    A ridge of ``whitening_ridge`` x the largest eigenvalue keeps unused directions from blowing
-    up. The statistics are buffers, saved with checkpoints, so inference uses the training ones.
-
-    The projection was trained on one text model's embeddings, so a checkpoint records which:
-    the model's name and its embedding of a fixed phrase (PyTorch's module "extra state", in the
-    state dict). Loading it into an encoder whose text model embeds that phrase differently is
-    refused, naming both (a checkpoint from before this record loads with a warning).
+    A checkpoint records which text model it was trained on (its name and its embedding of a
+    fixed phrase, as module "extra state"); loading it under a text model that embeds that
+    phrase differently is refused, naming both.
 
     Args:
         embed_dim: size of the projected prompt embedding fed to the mask decoder.
         text_dim: output size of the text model (384 for all-MiniLM-L6-v2).
         model_path: folder of a Hugging Face sentence encoder; ``None`` uses the packaged MiniLM.
         max_length: token limit per prompt.
-        whitening: ``structure``, ``discriminant``, ``prototype``, ``zca`` or ``none`` (see above).
-        whitening_ridge: ridge added to the covariance, relative to its largest eigenvalue.
-        embedding_noise: in training only, Gaussian noise of this standard deviation is added to
-            each prompt's (whitened) embedding before the projection, drawn from the generator
-            ``seed_noise`` sets (the training module seeds it per step), so that the projection
-            answers a neighbourhood of each phrasing and not the phrasing alone (issue 15: a
-            held-out phrasing lands near, not on, the phrasings trained). In whitened units 1 is
-            the spread of one structure's phrasings. 0 (default): none.
-        prototype_temperature: ``prototype`` mode only: the spread, in whitened units, of the
-            Gaussian around each structure's centroid (trained phrasings lie 1.4 from theirs,
-            median; the nearest two structures, LV and RV, 5.4 apart).
+        whitening_ridge: ridge added to the within-structure covariance, relative to its
+            largest eigenvalue, so unused directions do not blow up.
+        embedding_noise: in training only, Gaussian noise of this standard deviation (in
+            whitened units: 1 is the spread of one structure's phrasings) added to each prompt
+            before it is read as structures, drawn from the generator ``seed_noise`` sets.
+        prototype_temperature: the spread ``tau``, in whitened units, of the Gaussian around
+            each structure's centroid (trained phrasings lie 1.4 from theirs, median; LV and
+            RV, the nearest two structures, 5.4 apart).
     """
 
     def __init__(self, embed_dim: int = 128, text_dim: int = 384, model_path: str | None = None, max_length: int = 32,
-                 whitening: Whitening = "structure", whitening_ridge: float = 0.01, embedding_noise: float = 0.0,
-                 prototype_temperature: float = 1.0):
+                 whitening_ridge: float = 0.01, embedding_noise: float = 0.0, prototype_temperature: float = 1.0):
         super().__init__()
         if embed_dim < 1 or text_dim < 1 or max_length < 1:
             raise ValueError(f"embed_dim, text_dim and max_length must be >= 1, got {embed_dim}, {text_dim}, {max_length}")
@@ -121,9 +84,6 @@ class TextPromptEncoder(nn.Module):
         self.max_length = max_length
         if whitening_ridge <= 0:
             raise ValueError(f"whitening_ridge must be positive, got {whitening_ridge}")
-        if whitening not in get_args(Whitening):
-            raise ValueError(f"whitening must be one of {', '.join(map(repr, get_args(Whitening)))}, got {whitening!r}")
-        self.whitening = whitening
         self.whitening_ridge = whitening_ridge
         if embedding_noise < 0:
             raise ValueError(f"embedding_noise must be >= 0, got {embedding_noise}")
@@ -134,11 +94,10 @@ class TextPromptEncoder(nn.Module):
         self._noise_generator: torch.Generator | None = None
         self.register_buffer("text_mean", torch.zeros(text_dim))
         self.register_buffer("text_whitening", torch.eye(text_dim))
+        self.register_buffer("text_projector", torch.eye(text_dim))
+        # the structures' centroids in the subspace, in `_structure_keys` order
+        self.register_buffer("text_centroids", torch.zeros(len(_structure_keys()), text_dim))
         self.register_buffer("calibrated", torch.tensor(False))
-        if whitening in SUBSPACE_MODES:  # only these modes have it, so other checkpoints load as before
-            self.register_buffer("text_projector", torch.eye(text_dim))
-        if whitening == "prototype":  # the structures' centroids in the subspace, in `_structure_keys` order
-            self.register_buffer("text_centroids", torch.zeros(len(_structure_keys()), text_dim))
         self.projection = nn.Sequential(nn.Linear(text_dim, embed_dim), nn.GELU(), nn.Linear(embed_dim, embed_dim))
         self.text_model_calls = 0  # calls that needed the text model (a cached prompt costs none)
 
@@ -214,30 +173,25 @@ class TextPromptEncoder(nn.Module):
                           "it is assumed to be this one", stacklevel=2)
 
     def _calibrate(self) -> None:
-        from datamodules.vocabulary import labelled_prompts
+        from vocabulary import labelled_prompts
 
         structures, texts = zip(*labelled_prompts())
         reference = self.text_embeddings(list(texts)).double()
         mean = reference.mean(0)
-        if self.whitening in ("structure", *SUBSPACE_MODES):
-            keys = _structure_keys()  # every structure has phrasings in the reference set
-            index = torch.tensor([keys.index(k) for k in structures])
-            centroids = torch.stack([reference[index == k].mean(0) for k in range(len(keys))])
-            residual = reference - centroids[index]
-            scatter = residual.T @ residual / len(residual)
-        else:
-            scatter = torch.cov((reference - mean).T)
+        keys = _structure_keys()  # every structure has phrasings in the reference set
+        index = torch.tensor([keys.index(k) for k in structures])
+        centroids = torch.stack([reference[index == k].mean(0) for k in range(len(keys))])
+        residual = reference - centroids[index]
+        scatter = residual.T @ residual / len(residual)
         eigenvalues, eigenvectors = torch.linalg.eigh(scatter)
         scale = (eigenvalues.clamp(min=0) + self.whitening_ridge * eigenvalues.max()).rsqrt()
         whitening = (eigenvectors * scale) @ eigenvectors.T
-        if self.whitening in SUBSPACE_MODES:
-            spread = (centroids - mean) @ whitening
-            _, singular, directions = torch.linalg.svd(spread - spread.mean(0), full_matrices=False)
-            basis = directions[singular > 1e-6 * singular.max()]  # at most one fewer than the structures
-            projector = basis.T @ basis
-            self.text_projector.copy_(projector.float())
-            if self.whitening == "prototype":
-                self.text_centroids.copy_((spread @ projector).float())
+        spread = (centroids - mean) @ whitening
+        _, singular, directions = torch.linalg.svd(spread - spread.mean(0), full_matrices=False)
+        basis = directions[singular > 1e-6 * singular.max()]  # at most one fewer than the structures
+        projector = basis.T @ basis
+        self.text_projector.copy_(projector.float())
+        self.text_centroids.copy_((spread @ projector).float())
         self.text_mean.copy_(mean.float())
         self.text_whitening.copy_(whitening)
         self.calibrated.fill_(True)
@@ -248,18 +202,13 @@ class TextPromptEncoder(nn.Module):
 
     @torch.no_grad()
     def structure_weights(self, prompts: list[str]) -> dict[str, dict[str, float]]:
-        """``prototype`` mode: how each prompt is read, as weights over the vocabulary's structures
-        (they sum to 1), without noise."""
-        if self.whitening != "prototype":
-            raise ValueError(f"structure weights exist in the 'prototype' mode only, this encoder's is {self.whitening!r}")
+        """How each prompt is read, as weights over the vocabulary's structures (they sum to 1), without noise."""
         text = self._whitened(self.text_embeddings(prompts).to(self.text_mean.device))
         weights = self._read_as_structures(text @ self.text_projector)
         return {p: dict(zip(_structure_keys(), map(float, w))) for p, w in zip(prompts, weights)}
 
     def _whitened(self, text: torch.Tensor) -> torch.Tensor:
-        """Text-model embeddings -> preconditioned ones (calibrating on first use)."""
-        if self.whitening == "none":
-            return text
+        """Text-model embeddings -> whitened ones (calibrating on first use)."""
         if not bool(self.calibrated):
             self._calibrate()
         return (text - self.text_mean) @ self.text_whitening
@@ -285,10 +234,8 @@ class TextPromptEncoder(nn.Module):
         if self.training and self.embedding_noise > 0:
             noise = torch.randn(text.shape, generator=self._noise_generator)  # on CPU, where the generator is
             text = text + self.embedding_noise * noise.to(text.device, text.dtype)
-        if self.whitening in SUBSPACE_MODES:  # after the noise: it varies the phrasing within the subspace
-            text = text @ self.text_projector
-        if self.whitening == "prototype":
-            text = self._read_as_structures(text) @ self.text_centroids
+        # after the noise: it varies the phrasing within the subspace
+        text = self._read_as_structures(text @ self.text_projector) @ self.text_centroids
         # under bf16 autocast the whitening matmul returns bf16: the table stays float32
         embedded[~padding.flatten().to(device)] = text.to(embedded.dtype)
         out = self.projection(embedded).view(len(prompts), len(prompts[0]), self.embed_dim)

@@ -23,8 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from datamodules import prediction, volumes, vocabulary
+import vocabulary
+from datamodules import prediction, volumes
 from networks.segmenter import PromptSegmenter
+
 
 class _Registry:
     """Reference label codes of every volume handed out so far, one block of addresses each."""

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lightning_modules.cli import main
+from lightning_modules.command_line.main import main
 from tests.conftest import REPO
 from tests.oracle import oracle_volumes
 

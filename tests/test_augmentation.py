@@ -5,8 +5,8 @@ import pytest
 import torch
 import torchio as tio
 
-from datamodules.augmentation import Augmentation
-from datamodules.intensity_augmentation import RandomBrightnessContrast
+from datamodules.transforms.augmentation import Augmentation
+from datamodules.transforms.brightness_contrast import RandomBrightnessContrast
 
 
 def patch(slice_axis: int):
@@ -82,7 +82,10 @@ def test_separable_bias_field_is_torchio_s_field_and_draw(shape):
     import torchio as tio
     from torchio.transforms.augmentation.intensity.random_bias_field import BiasField
 
-    from datamodules.bias_field import SeparableRandomBiasField, polynomial_bias_field
+    from datamodules.transforms.bias_field import (
+        SeparableRandomBiasField,
+        polynomial_bias_field,
+    )
 
     coefficients = list(np.random.default_rng(0).uniform(-0.3, 0.3, 20))
     expected = BiasField.generate_bias_field(torch.zeros(1, *shape), 3, coefficients)
@@ -98,7 +101,7 @@ def test_separable_bias_field_is_torchio_s_field_and_draw(shape):
 
 @pytest.mark.parametrize("shape", [(40, 36, 1), (1, 40, 36), (24, 20, 16)])
 def test_low_resolution_draws_as_torchio_s_anisotropy_and_degrades_alike(shape):
-    from datamodules.low_resolution import RandomLowResolution
+    from datamodules.transforms.low_resolution import RandomLowResolution
 
     axes = tuple(axis for axis in range(3) if shape[axis] > 1)[:2]
     # stripes of a period of ~9 voxels along every axis: a 2-3x coarser grid blurs them on any axis
@@ -127,7 +130,7 @@ def test_low_resolution_draws_as_torchio_s_anisotropy_and_degrades_alike(shape):
 
 
 def test_low_resolution_refuses_bad_ranges():
-    from datamodules.low_resolution import RandomLowResolution
+    from datamodules.transforms.low_resolution import RandomLowResolution
 
     with pytest.raises(ValueError, match="downsampling"):
         RandomLowResolution(downsampling=(0.5, 2.0))

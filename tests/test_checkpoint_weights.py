@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from lightning_modules.checkpoint_weights import network_differences
+from lightning_modules.inference.checkpoint_weights import network_differences
 
 DECODER = "networks.prompt_decoder.PromptMaskDecoder"
 
@@ -19,11 +19,11 @@ def test_differing_and_since_added_network_settings_are_named():
     assert network_differences(yaml.safe_dump(net(num_layers=2)), net(num_layers=2)) == []
     assert network_differences(yaml.safe_dump(net(num_layers=2)), net(num_layers=3)) == [
         f"{key}.num_layers: checkpoint 2, here 3"]
-    # an option the checkpoint's experiment did not write ran at its default (prompt attention on)
+    # an option the checkpoint's experiment did not write ran at its default (token_grid 8)
     old = yaml.safe_dump(net(num_layers=2))
-    assert network_differences(old, net(num_layers=2, prompt_attention=True)) == []
-    assert network_differences(old, net(num_layers=2, prompt_attention=False)) == [
-        f"{key}.prompt_attention: checkpoint True (its default, not written then), here False"]
+    assert network_differences(old, net(num_layers=2, token_grid=8)) == []
+    assert network_differences(old, net(num_layers=2, token_grid=4)) == [
+        f"{key}.token_grid: checkpoint 8 (its default, not written then), here 4"]
     # settings outside model.net (post-processing, inferer) may differ
     other = {**net(num_layers=2), "data": {"batch_size": 4}}
     assert network_differences(yaml.safe_dump(other), net(num_layers=2)) == []

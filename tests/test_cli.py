@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from lightning_modules.cli import main
+from lightning_modules.command_line.main import main
 from tests.conftest import REPO
 
 CONFIG = str(REPO / "experiments" / "phantoms.yaml")
@@ -23,7 +23,7 @@ def test_print_config_resolves_interpolation_and_links(in_run_folder, phantom_ro
         main(["fit", "--config", CONFIG, "--print_config"])
     assert stop.value.code == 0
     printed = capsys.readouterr().out
-    assert "decay: cosine" in printed  # model.lr_schedule
+    assert "class_path: lightning_modules.training.schedules.RunLengthSchedule" in printed  # the default schedule
     assert f"root: {phantom_root}/la/la_utah/train" in printed  # ${oc.env:CARE_PHANTOMS,...}
 
 
@@ -103,9 +103,7 @@ def test_predict_returns_maps_on_the_original_grid(in_run_folder):
     import nibabel as nib
     import torch
 
-    from lightning_modules.experiment import build_experiment
-    from lightning_modules.module import CardiacSegmentationModule
-    from datamodules.datamodule import CareDataModule
+    from lightning_modules.command_line.experiment import build_experiment
 
     cli = build_experiment(["--config", CONFIG, *SMALL, *CSV_ONLY, "--trainer.limit_predict_batches", "2"])
     outputs = cli.trainer.predict(cli.model, datamodule=cli.datamodule)

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.augmentation import Augmentation
 from datamodules.datamodule import CareDataModule
 from datamodules.preprocessing import Preprocessing
 from datamodules.sampling import PatchDraw, WeightedCaseSampler, case_weights
+from datamodules.transforms.augmentation import Augmentation
 from tests.conftest import phantom_sources
 
 PREP = Preprocessing(target_spacing={"la": 1.5, "whs": 2.0, "myops": 1.5})

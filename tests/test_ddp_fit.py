@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy
 
-from lightning_modules.experiment import build_experiment
+from lightning_modules.command_line.experiment import build_experiment
 from tests.conftest import assert_same_state
 from tests.test_cli import CONFIG, SMALL
 
@@ -121,12 +121,13 @@ class RecordWeights(Callback):
 
 
 @pytest.mark.slow
-def test_gradient_surgery_trains_under_ddp_with_one_set_of_weights(in_run_folder, monkeypatch):
-    # PCGrad's step hands DDP a stand-in loss whose gradient is the combined one: DDP must still
-    # average it over the ranks, leaving every rank with the same weights, and they must move
+def test_balanced_task_gradients_train_under_ddp_with_one_set_of_weights(in_run_folder, monkeypatch):
+    # the balanced step hands DDP a stand-in loss whose gradient is the combined one: DDP must
+    # still average it over the ranks, leaving every rank with the same weights, and they must move
     monkeypatch.setenv("CARE_CACHE", str(in_run_folder / "cache"))
     cli = build_experiment(["--config", CONFIG, *SMALL, "--trainer.logger", "false", "--data.samples_per_epoch", "8",
-                            "--data.batch_size", "4", "--model.gradient_surgery", "true"])
+                            "--data.batch_size", "4",
+                            "--model.task_gradients", "lightning_modules.training.task_gradients.BalancedTaskGradients"])
     before = {k: v.clone() for k, v in cli.model.state_dict().items() if torch.is_tensor(v)}
     trainer = L.Trainer(devices=2, accelerator="cpu", max_steps=1, logger=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
@@ -135,7 +136,7 @@ def test_gradient_surgery_trains_under_ddp_with_one_set_of_weights(in_run_folder
                         callbacks=[RecordWeights(), ModelCheckpoint(dirpath="ckpt", save_last=True, save_top_k=0)])
     trainer.fit(cli.model, datamodule=cli.datamodule)
     counts = [int(n) for r in (0, 1) for n in Path(f"tasks-rank{r}.txt").read_text().split()]
-    assert max(counts) > 1  # a mixed batch took the surgery path (in this draw the other rank's is one task)
+    assert max(counts) > 1  # a mixed batch took the balanced path (in this draw the other rank's is one task)
     digests = [Path(f"weights-rank{r}.txt").read_text() for r in (0, 1)]
     assert digests[0] == digests[1]
     after = torch.load("ckpt/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]

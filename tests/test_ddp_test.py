@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from lightning.pytorch.strategies import DDPStrategy
 
-from lightning_modules.experiment import build_experiment
-from lightning_modules.reporting import ResultTables
+from lightning_modules.command_line.experiment import build_experiment
+from lightning_modules.evaluation.reporting import ResultTables
 from tests.test_cli import CONFIG, SMALL
 
 

@@ -6,16 +6,16 @@ import itertools
 import math
 import random
 import re
-
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from datamodules import vocabulary
-from lightning_modules.cli import main
-from lightning_modules.experiment import build_experiment
+import vocabulary
+from lightning_modules.command_line.experiment import build_experiment
+from lightning_modules.command_line.main import main
+from lightning_modules.inference.predictor import default_inferer
 from tests.conftest import REPO
 
 SWEEPS = sorted((REPO / "experiments" / "sweeps").glob("*.yaml"))
@@ -81,8 +81,7 @@ def step_once(cli) -> None:
     structures = ("lv", "myo", "aorta")
     prompts = [[vocabulary.prompt(key, "CT") for key in structures]]
     generator = torch.Generator().manual_seed(0)
-    channels = 2 * module.neighbour_slices + 1  # 2.5D patches carry their neighbour slices
-    batch = {"image": torch.randn(1, channels, *patch, generator=generator),
+    batch = {"image": torch.randn(1, 1, *patch, generator=generator),
              "target": (torch.rand(1, 3, *patch, generator=generator) > 0.7).float(),
              "prompt_mask": torch.ones(1, 3, dtype=torch.bool), "prompts": prompts, "task": ["whs"],
              "structures": [structures]}
@@ -93,8 +92,9 @@ def step_once(cli) -> None:
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.net.backbone.parameters())
     volume = [*patch, 5] if len(patch) == 2 else [*patch[:2], patch[2] + 6]
     module.eval()
+    module.inferer = module.inferer or default_inferer(patch)  # as setup builds it
     with torch.no_grad():
-        logits = module.sliding_window(torch.randn(1, 1, *volume, generator=generator), prompts, slice_axis=2)
+        logits = module.predictor.logits(torch.randn(1, 1, *volume, generator=generator), 2, prompts)
     assert logits.shape == (1, 3, *volume) and torch.isfinite(logits).all()
 
 
@@ -132,21 +132,6 @@ def test_every_experiment_builds_trains_a_step_and_infers(names, in_run_folder, 
         task = names[1].split("/")[1].removesuffix(".yaml")
         assert {s.task for s in cli.datamodule.sources} == {task}
     step_once(cli)
-
-
-@pytest.mark.slow
-def test_2_5d_input_reaches_the_backbone_and_inference(in_run_folder, monkeypatch):
-    monkeypatch.chdir(REPO)
-    base = ["--config", "experiments/real_samples.yaml", *SHRINK["real_samples.yaml"], "--trainer.logger", "false",
-            "--trainer.default_root_dir", str(in_run_folder)]
-    cli = build_experiment([*base, "--data.neighbour_slices", "2"])
-    first = next(m for m in cli.model.net.backbone.modules() if isinstance(m, torch.nn.Conv2d))
-    assert first.in_channels == 5 and cli.model.neighbour_slices == cli.datamodule.neighbour_slices == 2
-    step_once(cli)
-    with pytest.raises(SystemExit):  # a hand-typed channel count that disagrees is refused
-        build_experiment([*base, "--data.neighbour_slices", "2", "--model.net.init_args.backbone.init_args.in_channels", "3"])
-    with pytest.raises(SystemExit):  # the module's copy is linked, never typed
-        build_experiment([*base, "--model.neighbour_slices", "1"])
 
 
 def test_the_unified_experiment_keeps_its_scale_settings(monkeypatch, capsys):

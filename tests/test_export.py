@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules import vocabulary
-from datamodules.label_maps import compose_label_map, compose_prompt_map
-from lightning_modules.nifti_export import write_like
-from lightning_modules.prediction_writer import LabelMapWriter
+import vocabulary
+from lightning_modules.inference.label_maps import compose_label_map, compose_prompt_map
+from lightning_modules.inference.nifti_export import write_like
+from lightning_modules.inference.prediction_writer import LabelMapWriter
 
 
 def test_overlaps_go_to_the_most_probable_structure_and_scar_is_written_over_myocardium():
@@ -70,7 +70,7 @@ def test_written_file_keeps_the_input_geometry_and_refuses_to_overwrite(tmp_path
 
 
 def _identity_round_trip(image: Path, reference: Path, task: str, structures: list[str], out: Path):
-    from lightning_modules.module import CardiacSegmentationModule
+    from lightning_modules.training.module import CardiacSegmentationModule
 
     codes = np.asanyarray(nib.load(reference).dataobj)
     layout = vocabulary.TASKS[task].layout

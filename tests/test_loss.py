@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lightning_modules.losses import PartialLabelLoss
+from lightning_modules.training.losses import PartialLabelLoss
 
 
 def test_unannotated_prompts_get_exactly_zero_gradient():
@@ -84,8 +84,8 @@ def test_annotated_prompt_without_structure_key_raises():
 
 
 def test_training_logs_the_loss_of_each_task_and_structure(in_run_folder):
-    from datamodules import vocabulary
-    from lightning_modules.experiment import build_experiment
+    import vocabulary
+    from lightning_modules.command_line.experiment import build_experiment
     from tests.test_cli import CONFIG, SMALL
 
     module = build_experiment(["--config", CONFIG, *SMALL, "--trainer.logger", "false"]).model
@@ -130,17 +130,3 @@ def test_loss_parts_are_each_group_and_task_on_its_own():
     only_scar = torch.zeros_like(mask)
     only_scar[1:, 2] = True
     assert parts["myops/scar"] == pytest.approx(float(loss(logits, target, only_scar, groups)))
-
-
-def test_task_balance_weighs_each_task_once_whatever_its_structure_count():
-    torch.manual_seed(0)
-    logits, target = torch.randn(3, 3, 16, 16, requires_grad=True), (torch.rand(3, 3, 16, 16) > 0.7).float()
-    mask = torch.tensor([[True, False, False], [True, True, True], [True, True, True]])
-    groups = [["la/la", None, None], ["myops/lv", "myops/myo", "myops/scar"], ["myops/lv", "myops/myo", "myops/scar"]]
-    balanced, plain = PartialLabelLoss(task_balance=True), PartialLabelLoss()
-    parts = plain.parts(logits, target, mask, groups)
-    assert float(balanced(logits, target, mask, groups)) == pytest.approx((parts["la"] + parts["myops"]) / 2)
-    # the default counts groups and pixels: the LA pair is 1 of 4 Dice groups and 1 of 7 BCE pairs
-    assert float(plain(logits, target, mask, groups)) != pytest.approx(float(balanced(logits, target, mask, groups)))
-    balanced(logits, target, mask, groups).backward()
-    assert logits.grad[0, 1:].abs().sum() == 0  # unannotated prompts still get exactly zero gradient

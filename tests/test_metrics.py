@@ -4,8 +4,8 @@ import pytest
 import torch
 from scipy import ndimage
 
-from lightning_modules import aggregate
-from lightning_modules.metrics import score_structure
+from lightning_modules.evaluation import aggregate
+from lightning_modules.evaluation.metrics import score_structure
 
 
 def _surface(mask):
@@ -103,12 +103,12 @@ def test_center_with_two_modalities_is_named_per_modality():
 
 
 def test_largest_component_post_processing_keeps_one_region_for_listed_structures():
-    from lightning_modules.postprocessing import PostProcessing
+    from lightning_modules.inference.postprocessing import PostProcessing
 
     maps = torch.zeros(2, 12, 12, 4)
     maps[:, 1:6, 1:6, 1] = 0.9  # big region
     maps[:, 9:11, 9:11, 2] = 0.9  # small stray region
-    _, masks = PostProcessing(largest_component=["myo"])(maps, ["myo", "scar"], task=None)
+    _, masks = PostProcessing(largest_component=["myo"], contained_in=None)(maps, ["myo", "scar"], task=None)
     assert masks[0].sum() == 25 and masks[1].sum() == 29  # scar keeps both regions
     assert not masks[0][9:11, 9:11].any()
     with pytest.raises(ValueError, match="unknown structures"):
@@ -129,29 +129,36 @@ def test_largest_component_post_processing_keeps_one_region_for_listed_structure
 
 
 def test_mirroring_tta_averages_every_flip_combination_back_in_place():
-    from lightning_modules.module import CardiacSegmentationModule
+    from monai.inferers import SimpleInferer
+
+    from lightning_modules.inference.postprocessing import PostProcessing
+    from lightning_modules.inference.predictor import WholeVolumePredictor
+    from lightning_modules.training.module import CardiacSegmentationModule
 
     calls = []
 
-    class Probe(CardiacSegmentationModule):
-        def sliding_window(self, image, prompts, slice_axis, prompt_sets=None):
+    class Probe(WholeVolumePredictor):
+        def logits(self, image, slice_axis, prompt_sets):
             calls.append(image.clone())
             return image[:, :1] * 10  # a position-dependent "model": un-flipped correctly, every pass agrees
 
+    def probe(tta_axes, inferer=SimpleInferer()):
+        return Probe(torch.nn.Identity(), inferer, tta_axes, PostProcessing()).predict(batch)[0].probabilities
+
     image = torch.randn(1, 1, 5, 4, 3)
-    batch = {"image": image, "prompts": [["x"]], "slice_axis": 2, "affine": np.eye(4),
-             "original_shape": (5, 4, 3), "original_affine": np.eye(4)}
-    plain = Probe(torch.nn.Identity()).probabilities(batch)
+    batch = {"image": image, "prompts": [["x"]], "structures": [None], "modality": "CT", "task": None,
+             "slice_axis": 2, "affine": np.eye(4), "original_shape": (5, 4, 3), "original_affine": np.eye(4)}
+    plain = probe([])
     calls.clear()
-    mirrored = Probe(torch.nn.Identity(), tta_axes=[0, 2]).probabilities(batch)
+    mirrored = probe([0, 2])
     assert len(calls) == 4
     assert {tuple(c.flatten()[:3].tolist()) for c in calls} == {tuple(image.flip(d).flatten()[:3].tolist())
                                                                for d in ([], [2], [4], [2, 4])}
     torch.testing.assert_close(mirrored, plain)
     calls.clear()  # a 2D model (SliceInferer) is not mirrored across the case's slice axis
     from monai.inferers import SliceInferer
-    Probe(torch.nn.Identity(), inferer=SliceInferer(roi_size=[4, 4], spatial_dim=2), tta_axes=[0, 2]).probabilities(batch)
+    probe([0, 2], SliceInferer(roi_size=[4, 4], spatial_dim=2))
     assert {tuple(c.flatten()[:3].tolist()) for c in calls} == {tuple(image.flip(d).flatten()[:3].tolist())
                                                                for d in ([], [2])}
     with pytest.raises(ValueError, match="tta_axes"):
-        Probe(torch.nn.Identity(), tta_axes=[3])
+        CardiacSegmentationModule(torch.nn.Identity(), tta_axes=[3], deep_supervision=False)

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lightning_modules.cli import main
+from lightning_modules.command_line.main import main
 from tests.oracle import oracle_volumes
 from tests.test_cli import CONFIG, CSV_ONLY, SMALL
 

@@ -1,7 +1,7 @@
 """Training patches and inference windows of a volume smaller than the patch are padded alike.
 
 A 2D model saw LA slices (~95x72 voxels at 1.25 mm) padded to 96x96 with the volume's minimum in
-training and with 0 at inference; it found a fraction of each atrium (issue 13). These tests put
+training and with 0 at inference; it found a fraction of each atrium (benchmarks/DECISIONS.md, "one padding value"). These tests put
 the window MONAI's SliceInferer hands the network next to the training patch of the same slice.
 """
 
@@ -58,21 +58,3 @@ class WindowRecorder(torch.nn.Module):
     def forward(self, image, prompt_embeddings, prompt_padding=None):
         self.windows.append(image.clone())
         return torch.zeros(image.shape[0], prompt_embeddings.shape[1], *image.shape[2:])
-
-
-def test_a_2_5d_training_patch_is_a_window_of_the_module_with_its_neighbour_slices_in_order():
-    from lightning_modules.module import CardiacSegmentationModule
-
-    case = small_case()
-    patch = PatchDataset([case], [48, 48], foreground_fraction=1.0, augmentation=None, neighbour_slices=1)[0]["image"]
-    assert patch.shape == (3, 48, 48)
-    recorder = WindowRecorder()
-    module = CardiacSegmentationModule(recorder, inferer=SliceInferer(roi_size=[48, 48], spatial_dim=2, sw_batch_size=64),
-                                       neighbour_slices=1)
-    module.sliding_window(case.image[None], [["left atrium"]], case.slice_axis)
-    shown = torch.cat(recorder.windows)  # the case's 6 slices in order, each with 3 channels
-    assert shown.shape == (6, 3, 48, 48)
-    assert any(torch.equal(window, patch) for window in shown)
-    for index in range(1, 6):  # channel 0 is the slice before, channel 2 the slice after
-        assert torch.equal(shown[index, 0], shown[index - 1, 1]) and torch.equal(shown[index - 1, 2], shown[index, 1])
-    assert torch.all(shown[0, 0] == PAD_VALUE) and torch.all(shown[-1, 2] == PAD_VALUE)  # beyond the volume

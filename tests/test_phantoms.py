@@ -4,7 +4,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from datamodules import vocabulary
+import vocabulary
 from datamodules.geometry import spacing_of
 from datamodules.phantoms import write_phantoms
 from datamodules.phantoms.centers import CENTERS

@@ -12,10 +12,10 @@ import pytest
 import torch
 import yaml
 
-from datamodules import vocabulary
-from lightning_modules.checkpoint_weights import experiment_settings
-from lightning_modules.cli import main
-from lightning_modules.experiment import build_experiment
+import vocabulary
+from lightning_modules.command_line.experiment import build_experiment
+from lightning_modules.command_line.main import main
+from lightning_modules.inference.checkpoint_weights import experiment_settings
 from tests.test_cli import CONFIG, CSV_ONLY, SMALL
 
 
@@ -123,14 +123,14 @@ def test_predict_refuses_bad_requests_before_any_work(in_run_folder, checkpoint,
     garbage.write_bytes(b"\x1f\x8b not really a gzip")
     wider = build_experiment(["--config", CONFIG, *SMALL[:-1], "16", *CSV_ONLY])  # base_filters 16, not 8
     torch.save({"state_dict": wider.model.state_dict()}, in_run_folder / "other.ckpt")
-    # same weight shapes, another network: its prompts attend to each other
+    # same weight shapes, another network: its prompt queries read a coarser token grid
     independent = build_experiment(["--config", CONFIG, *SMALL, *CSV_ONLY,
-                                    "--model.net.init_args.decoder.init_args.prompt_attention", "true"])
+                                    "--model.net.init_args.decoder.init_args.token_grid", "4"])
     torch.save({"state_dict": independent.model.state_dict(),
                 "experiment_config": yaml.safe_dump(experiment_settings(independent))}, in_run_folder / "independent.ckpt")
     refusals += [
         (["--ckpt_path", str(in_run_folder / "independent.ckpt"), "--input", str(folder), "--task", "la", "--output", "o"],
-         "model.net.init_args.decoder.init_args.prompt_attention: checkpoint True, here False"),
+         "model.net.init_args.decoder.init_args.token_grid: checkpoint 4, here 8"),
         (["--ckpt_path", str(checkpoint), "--input", str(garbage), "--task", "la", "--output", "o"],
          f"{garbage}: image file is unreadable"),
         (["--ckpt_path", str(in_run_folder / "other.ckpt"), "--input", str(folder), "--task", "la", "--output", "o"],
@@ -189,19 +189,19 @@ def test_evaluate_refuses_unpaired_and_misaligned_files(tmp_path, capsys):
 
 
 def test_predict_says_which_structure_a_free_text_prompt_is_read_as():
-    """A ``prototype`` prompt encoder reads a prompt as structures; ``predict`` reports them (a
-    prompt for a structure the vocabulary lacks shows which structure it was taken for), and
-    says nothing for encoders that do not read prompts so."""
+    """The prompt encoder reads a prompt as structures; ``predict`` reports them (a prompt for a
+    structure the vocabulary lacks shows which structure it was taken for), and says nothing for
+    the fixed-head baseline, which reads no text."""
     from types import SimpleNamespace
 
-    from lightning_modules.predict_cli import _prompts_read_as
+    from lightning_modules.command_line.predict import _prompts_read_as
     from networks.prompt_encoder import TextPromptEncoder
 
-    model = SimpleNamespace(net=SimpleNamespace(prompt_encoder=TextPromptEncoder(embed_dim=8, whitening="prototype")))
+    model = SimpleNamespace(net=SimpleNamespace(prompt_encoder=TextPromptEncoder(embed_dim=8)))
     read = _prompts_read_as(model, ["left atrial blood pool in CT", "ascending aorta in MRI"])
     assert list(read["left atrial blood pool in CT"])[0] == "la" and read["left atrial blood pool in CT"]["la"] > 0.99
     assert list(read["ascending aorta in MRI"])[0] == "aorta"
     assert all(w >= 0.01 for weights in read.values() for w in weights.values())
     assert _prompts_read_as(model, None) == {}
-    other = SimpleNamespace(net=SimpleNamespace(prompt_encoder=TextPromptEncoder(embed_dim=8, whitening="discriminant")))
+    other = SimpleNamespace(net=SimpleNamespace())
     assert _prompts_read_as(other, ["left atrial blood pool in CT"]) == {}

@@ -12,19 +12,18 @@ import pytest
 import torch
 import yaml
 
-from datamodules import vocabulary
+import vocabulary
 from datamodules.collate import collate_volume
 from datamodules.volumes import VolumeDataset
-from lightning_modules.checkpoint_weights import experiment_settings
-from lightning_modules.cli import main
-from lightning_modules.experiment import build_experiment
-from lightning_modules.module import default_inferer
-from lightning_modules.postprocessing import PostProcessing
-from lightning_modules.prompt_robustness import HELDOUT_PROMPTS, heldout_prompts
+from lightning_modules.command_line.experiment import build_experiment
+from lightning_modules.command_line.main import main
+from lightning_modules.evaluation.prompt_probe import HELDOUT_PROMPTS, heldout_prompts
+from lightning_modules.inference.checkpoint_weights import experiment_settings
+from lightning_modules.inference.postprocessing import PostProcessing
+from lightning_modules.inference.predictor import PromptSet, default_inferer
 from tests.test_cli import CONFIG, CSV_ONLY, SMALL
 
 REPO = Path(__file__).resolve().parent.parent
-PROMPT_ATTENTION = ["--model.net.init_args.decoder.init_args.prompt_attention", "true"]
 
 
 @functools.lru_cache(maxsize=None)  # built once per setting (read-only here; the phantoms are the session's)
@@ -36,32 +35,32 @@ def _phantom_model(extra: tuple[str, ...]):
     return cli.model.eval(), cli.datamodule
 
 
-@pytest.mark.parametrize("prompt_attention", [False, True])
-def test_a_prompt_asked_alone_gets_what_it_gets_in_its_task_set_without_prompt_attention(
-        in_run_folder, prompt_attention):
+def test_a_prompt_asked_alone_gets_what_it_gets_in_its_task_set(in_run_folder):
     """Every phantom test case of each task (whole-volume inference as ``test`` runs it): each
     structure asked alone has the probabilities it has beside its task's other structures,
-    exactly, when the decoder's prompts do not attend to each other; with prompt attention they
-    differ (the control: the comparison can fail)."""
-    model, data = _phantom_model(tuple(PROMPT_ATTENTION) if prompt_attention else ())  # the experiment: no prompt attention
+    exactly (the decoder's prompts do not attend to each other); the control: another
+    structure's probabilities differ, so the comparison can fail."""
+    model, data = _phantom_model(())
     first = {}  # one test case per task
     for case in data.cases("test"):
         first.setdefault(case.case.task, case)
-    largest = 0.0
+    largest, control = 0.0, float("inf")
     with torch.no_grad():
         for item in VolumeDataset(list(first.values())):
             batch = collate_volume([item])
             prompts = batch["prompts"][0]
             # the full set and each prompt alone, decoded from one backbone pass per window
             # (equal to asking each set on its own: tests/test_networks.py)
-            asked = model.probabilities(batch, prompt_sets=[prompts] + [[p] for p in prompts])
-            together, alone = asked[:len(prompts)], asked[len(prompts):]
+            structures = batch["structures"]
+            sets = [PromptSet(structures, prompts)] + [PromptSet([s], [p]) for s, p in zip(structures, prompts)]
+            predictions = model.predictor.predict(batch, sets)
+            together = predictions[0].probabilities
+            alone = torch.cat([p.probabilities for p in predictions[1:]])
             largest = max(largest, float((alone - together).abs().max()))
+            if len(prompts) > 1:
+                control = min(control, float((alone[0] - together[1]).abs().max()))
     assert set(first) == {"la", "whs", "myops"}
-    if prompt_attention:
-        assert largest > 1e-3
-    else:
-        assert largest < 1e-5
+    assert largest < 1e-5 and control > 1e-3
 
 
 def test_scar_asked_alone_is_cut_to_the_myocardium_predicted_in_the_same_pass(in_run_folder):
@@ -70,17 +69,23 @@ def test_scar_asked_alone_is_cut_to_the_myocardium_predicted_in_the_same_pass(in
     model, data = _phantom_model(())
     case = next(c for c in data.cases("test") if c.case.task == "myops")
     batch = collate_volume([VolumeDataset([case])[0]])
-    with torch.no_grad():
-        full = model.probabilities(batch)
-        scar = {**batch, "structures": ["scar"], "prompts": [[batch["prompts"][0][2]]]}
-        alone, containers = model.probabilities_and_containers(scar)
-        masks = model.masks(scar)
-    assert batch["structures"] == ["lv", "myo", "scar"] and list(containers) == ["myo"]
-    torch.testing.assert_close(alone[0], full[2], rtol=0, atol=1e-5)
-    torch.testing.assert_close(containers["myo"], full[1], rtol=0, atol=1e-5)
-    expected = model.postprocessing.masks(full, batch["structures"])[2].numpy()
-    assert masks.shape == (1, *expected.shape) and (masks[0] == expected).all()
-    assert model.probabilities_and_containers(batch)[1] is None  # nothing missing: no extra prompts
+    decoded = []
+    original = model.predictor.__class__._probabilities
+
+    def recording(self, batch, prompt_sets):
+        decoded.append(prompt_sets)
+        return original(self, batch, prompt_sets)
+
+    predictor = model.predictor
+    predictor._probabilities = recording.__get__(predictor)
+    full = predictor.predict(batch)[0]
+    scar = predictor.predict(batch, [PromptSet(["scar"], [batch["prompts"][0][2]])])[0]
+    assert batch["structures"] == ["lv", "myo", "scar"]
+    # nothing missing: the task's prompts only; scar alone: the myocardium asked beside it, in the same pass
+    assert decoded == [[batch["prompts"][0]], [[batch["prompts"][0][2]], [vocabulary.prompt("myo", batch["modality"])]]]
+    torch.testing.assert_close(scar.probabilities[0], full.probabilities[2], rtol=0, atol=1e-5)
+    expected = model.postprocessing.masks(full.probabilities, batch["structures"])[2].numpy()
+    assert scar.masks.shape == (1, *expected.shape) and (scar.masks[0] == expected).all()
 
 
 def test_a_structure_asked_without_its_container_is_cut_to_the_predicted_container():
@@ -98,8 +103,8 @@ def test_a_structure_asked_without_its_container_is_cut_to_the_predicted_contain
 
 def _training_texts() -> str:
     """Every source file that shapes training (code and experiment YAMLs), as one text."""
-    files = [p for folder in ("datamodules", "networks", "lightning_modules", "experiments")
-             for p in (REPO / folder).rglob("*") if p.suffix in (".py", ".yaml")]
+    files = [p for folder in ("vocabulary", "datamodules", "networks", "lightning_modules", "experiments")
+             for p in (REPO / folder).rglob("*") if p.suffix in (".py", ".yaml") and not p.name.startswith("heldout")]
     return "\n".join(p.read_text() for p in files).lower()
 
 
@@ -131,7 +136,7 @@ def test_heldout_phrasings_are_unseen_and_cover_every_structure(listing_path):
 
 
 def test_the_selection_list_shares_no_phrasing_with_the_final_list():
-    """Settings are chosen on one list and reported on the other (issue 15): no structure
+    """Settings are chosen on one list and reported on the other: no structure
     phrasing or modality wording is in both."""
     final, selection = (yaml.safe_load(p.read_text()) for p in (HELDOUT_PROMPTS, SELECTION_PROMPTS))
     for key in ("structures", "modalities"):
@@ -165,6 +170,6 @@ def test_prompts_command_scores_every_way_of_asking_on_phantoms(in_run_folder):
     assert len(second) == 1 and set(pd.read_csv(second[0]).kind) == {"full", "alone", "heldout"}
     # a checkpoint of another network is refused before any case is read
     with pytest.raises(SystemExit):
-        main(["prompts", "--config", CONFIG, *SMALL, *CSV_ONLY, *PROMPT_ATTENTION, "--ckpt_path", "start.ckpt",
+        main(["prompts", "--config", CONFIG, *SMALL, *CSV_ONLY, "--model.net.init_args.decoder.init_args.token_grid", "4", "--ckpt_path", "start.ckpt",
               "--output", "x.csv"])
     assert not (in_run_folder / "x.csv").exists()

@@ -46,7 +46,7 @@ class KillAtStep(Callback):
 
 def _fit(folder, *extra, callbacks: str = CHECKPOINTS) -> subprocess.Popen:
     (folder / "checkpoints.yaml").write_text(callbacks)
-    command = [sys.executable, "-m", "lightning_modules.cli", "fit", "--config", CONFIG, *SMALL,
+    command = [sys.executable, "-m", "lightning_modules.command_line.main", "fit", "--config", CONFIG, *SMALL,
                "--config", str(folder / "checkpoints.yaml"), "--data.samples_per_epoch", "8",
                "--trainer.max_steps", str(STEPS), "--trainer.max_epochs", "1000", "--trainer.limit_val_batches", "0",
                "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", "results",
@@ -94,7 +94,7 @@ class _BatchRecorder(Callback):
 
 
 def _trainer_run(folder: str, max_steps: int, ckpt_path=None):
-    from lightning_modules.experiment import build_experiment
+    from lightning_modules.command_line.experiment import build_experiment
 
     cli = build_experiment(["--config", CONFIG, *SMALL, "--data.samples_per_epoch", "8", "--trainer.max_epochs", "100",
                             "--trainer.max_steps", str(max_steps), "--trainer.limit_val_batches", "0",

@@ -9,8 +9,8 @@ import pytest
 import torch
 import yaml
 
-from lightning_modules.cli import main
-from lightning_modules.tracking import CareWandbLogger, resolve_mode
+from lightning_modules.command_line.main import main
+from lightning_modules.evaluation.tracking import CareWandbLogger, resolve_mode
 from tests.test_cli import CONFIG, SMALL
 
 

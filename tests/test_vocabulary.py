@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from datamodules import vocabulary
+import vocabulary
 
 
 def test_every_task_structure_is_known_and_annotated_by_some_layout():

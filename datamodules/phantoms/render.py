@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from datamodules import vocabulary
+import vocabulary
 from datamodules.phantoms import anatomy as A
 from datamodules.phantoms.centers import CONTRASTS, CenterProfile
-
 
 _AXIS_CODES = {"R": (1, 0, 0), "L": (-1, 0, 0), "A": (0, 1, 0), "P": (0, -1, 0), "S": (0, 0, 1), "I": (0, 0, -1)}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from datamodules import vocabulary
+import vocabulary
 from datamodules.case import Case, DataSource
 from datamodules.readers import lascarqs, mmwhs, myops
 from datamodules.readers.lascarqs import read_lascarqs

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from datamodules import vocabulary
+import vocabulary
 from datamodules.case import Case, DataSource
 from datamodules.readers.pairs import existing_root
 
