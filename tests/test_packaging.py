@@ -35,8 +35,13 @@ def test_a_shipped_experiment_is_found_by_name_from_any_folder(tmp_path, monkeyp
         assert experiment_path(name) == shipped_experiments() / "phantoms.yaml"
     assert [p.name for p in with_bases(experiment_path("backbones/swinunetr.yaml"))] == ["swinunetr.yaml"]
     own = tmp_path / "phantoms.yaml"  # a file of the user's own wins over the shipped one
-    own.write_text("data: {batch_size: 2}\n")
+    own.write_text("base: base.yaml\ndata: {batch_size: 2}\n")
     assert experiment_path("phantoms.yaml") == Path("phantoms.yaml")
+    # and its base, absent beside it, is the shipped one
+    assert with_bases(Path("phantoms.yaml")) == [shipped_experiments() / "base.yaml", Path("phantoms.yaml")]
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ValueError, match="names itself"):
+        with_bases(Path("loop.yaml"))
 
 
 def test_help_lists_every_subcommand(capsys):

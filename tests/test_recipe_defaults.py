@@ -105,3 +105,20 @@ def test_every_experiment_is_an_overlay_of_the_base(experiment):
     # an overlay never repeats the base's loggers or checkpoints
     assert "logger" not in overlay.get("trainer", {}) and "callbacks" not in overlay.get("trainer", {})
     assert overlay["experiment"] != base["experiment"]
+
+
+def test_a_module_built_with_only_its_network_has_the_recipes_components_and_pickles():
+    import pickle
+
+    import torch
+
+    from lightning_modules.inference.postprocessing import PostProcessing
+    from lightning_modules.training.losses import PartialLabelLoss
+    from lightning_modules.training.schedules import RunLengthSchedule
+    from lightning_modules.training.task_gradients import BalancedTaskGradients
+
+    module = CardiacSegmentationModule(torch.nn.Identity(), deep_supervision=False)
+    assert type(module.loss) is PartialLabelLoss and type(module.postprocessing) is PostProcessing
+    assert type(module.lr_schedule) is RunLengthSchedule and type(module.task_gradients) is BalancedTaskGradients
+    assert module.postprocessing.contained_in == {"scar": "myo"} and "la" in module.postprocessing.largest_component
+    pickle.loads(pickle.dumps(module))  # ddp_spawn hands the module to its ranks this way

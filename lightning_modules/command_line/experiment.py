@@ -175,9 +175,16 @@ class LoggedConfigCallback(SaveConfigCallback):
             logger.log_hyperparams(config)
 
 
+def _expanded(args: list[str]) -> list[str]:
+    try:
+        return expand_configs(args)
+    except ValueError as err:  # a broken chain of bases: the message, not a traceback
+        raise SystemExit(f"care-cardiac: {err}") from None
+
+
 def build_experiment(args: list[str]) -> CareCLI:
     """The experiment of ``args`` (``--config`` files and overrides, no subcommand), built but not run."""
-    return CareCLI(CardiacSegmentationModule, CareDataModule, args=expand_configs(args), run=False,
+    return CareCLI(CardiacSegmentationModule, CareDataModule, args=_expanded(args), run=False,
                    save_config_callback=None)
 
 
@@ -186,5 +193,4 @@ def run_cli(args: list[str]) -> None:
     # the command line is passed as args, expanded (experiment_files): Lightning's warning that
     # sys.argv holds words too is about a mistake this is not
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-    CareCLI(CardiacSegmentationModule, CareDataModule, args=expand_configs(args),
-            save_config_callback=LoggedConfigCallback)
+    CareCLI(CardiacSegmentationModule, CareDataModule, args=_expanded(args), save_config_callback=LoggedConfigCallback)

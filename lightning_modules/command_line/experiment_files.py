@@ -1,7 +1,8 @@
 """Experiment YAML files: found on disk or among the experiments shipped with the package, and
 each overlay preceded by the base experiment it names.
 
-An overlay starts with ``base: <file>`` (relative to the overlay) and holds only what differs;
+An overlay starts with ``base: <file>`` (beside the overlay, else a shipped experiment) and holds
+only what differs;
 ``--config overlay.yaml`` reads as ``--config <its base> --config overlay.yaml``, so later
 files and command-line overrides still win, as they do for any ``--config`` list. jsonargparse
 has no include mechanism for this, hence the small expansion here.
@@ -41,9 +42,10 @@ def with_bases(path: Path, seen: tuple[Path, ...] = ()) -> list[Path]:
     base = node.get("base") if isinstance(node, dict) else None
     if base is None:
         return [path]
-    base_path = path.parent / base
+    # beside the overlay first, else a shipped experiment: a user's own file anywhere can overlay base.yaml
+    base_path = path.parent / base if (path.parent / base).is_file() else experiment_path(str(base))
     if not base_path.is_file():
-        raise ValueError(f"{path}: its base {base!r} is not a file (looked for {base_path})")
+        raise ValueError(f"{path}: its base {base!r} is neither beside it nor a shipped experiment")
     return with_bases(base_path, (*seen, resolved)) + [path]
 
 

@@ -29,6 +29,14 @@ from networks.fixed_head import FixedHeadSegmenter
 from networks.segmenter import PromptSegmenter
 
 
+def _concrete(component):
+    """A default given as jsonargparse's ``lazy_instance`` (so ``--print_config`` can show it) as a
+    plain instance of its class: the lazy one's class is made at run time and does not pickle
+    (``ddp_spawn``, ``copy.deepcopy``)."""
+    lazy = getattr(component, "_lazy_class_type", None)
+    return component if lazy is None else lazy(**component._lazy_kwargs)
+
+
 class CardiacSegmentationModule(L.LightningModule):
     """Trains a prompt-conditioned segmenter across tasks and scores it per case, center and ID/OOD role.
 
@@ -71,15 +79,15 @@ class CardiacSegmentationModule(L.LightningModule):
     ):
         super().__init__()
         self.net = net
-        self.loss = loss
+        self.loss = _concrete(loss)
         self.inferer = inferer
         self.optimizer = optimizer
-        self.lr_schedule = lr_schedule
-        self.postprocessing = postprocessing
+        self.lr_schedule = _concrete(lr_schedule)
+        self.postprocessing = _concrete(postprocessing)
         if deep_supervision and not isinstance(net, PromptSegmenter):
             raise ValueError(f"deep_supervision needs the prompt model's decoder layers; {type(net).__name__} has none")
         self.deep_supervision = deep_supervision
-        self.task_gradients = task_gradients
+        self.task_gradients = _concrete(task_gradients)
         self.tta_axes = sorted(set(tta_axes or []))
         if any(axis not in (0, 1, 2) for axis in self.tta_axes):
             raise ValueError(f"tta_axes must be spatial axes 0, 1 or 2, got {tta_axes}")
