@@ -84,7 +84,7 @@ def test_schedule_factor_at_each_point_of_the_run(schedule, points):
 def test_run_progress_follows_steps_and_time():
     from lightning_modules.training.module import CardiacSegmentationModule
 
-    module = CardiacSegmentationModule(torch.nn.Identity())  # only run_progress is used
+    module = CardiacSegmentationModule(torch.nn.Identity(), deep_supervision=False)  # only run_progress is used
     module._trainer = types.SimpleNamespace(estimated_stepping_batches=40, callbacks=[])
     assert module.run_progress(10) == pytest.approx(0.25)
     timer = Timer(duration={"seconds": 100})
@@ -167,6 +167,6 @@ def test_the_module_is_lean_and_the_cli_modules_do_not_import_each_other():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert result.stdout.strip() == "False"
     # files, tables and pictures are callbacks; the module neither writes nor draws
-    module_source = (REPO / "lightning_modules" / "module.py").read_text()
+    module_source = (REPO / "lightning_modules" / "training" / "module.py").read_text()
     for name in ("write_csv", ".log_table(", ".log_image(", "overlay_panel", "KeepLargestConnectedComponent"):
         assert name not in module_source, name

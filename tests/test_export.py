@@ -70,18 +70,27 @@ def test_written_file_keeps_the_input_geometry_and_refuses_to_overwrite(tmp_path
 
 
 def _identity_round_trip(image: Path, reference: Path, task: str, structures: list[str], out: Path):
+    from lightning_modules.inference.postprocessing import PostProcessing
+    from lightning_modules.inference.predictor import WholeVolumePredictor
     from lightning_modules.training.module import CardiacSegmentationModule
 
     codes = np.asanyarray(nib.load(reference).dataobj)
     layout = vocabulary.TASKS[task].layout
     maps = torch.from_numpy(vocabulary.binary_masks(codes, layout, structures).astype(np.float32))
 
-    class IdentityModule(CardiacSegmentationModule):
-        def probabilities(self, batch):
-            return maps
+    class IdentityPredictor(WholeVolumePredictor):
+        def _probabilities(self, batch, prompt_sets):
+            return maps  # the reference itself, as probabilities on the file's grid
 
-    module = IdentityModule(net=torch.nn.Identity())
-    batch = {"uid": str(image), "case_id": image.name, "task": task, "structures": structures,
+    class IdentityModule(CardiacSegmentationModule):
+        @property
+        def predictor(self):
+            return IdentityPredictor(self.net, None, [], self.postprocessing)
+
+    # no clean-up: the export alone must give the reference back
+    module = IdentityModule(net=torch.nn.Identity(), deep_supervision=False,
+                            postprocessing=PostProcessing(largest_component=None, contained_in=None))
+    batch = {"uid": str(image), "case_id": image.name, "task": task, "structures": structures, "modality": "LGE",
              "prompts": [[vocabulary.prompt(s, "LGE") for s in structures]], "image_path": str(image),
              "original_affine": nib.load(image).affine}
     prediction = module.predict_step(batch, 0)

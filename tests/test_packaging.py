@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from lightning_modules.command_line.experiment_files import experiment_path, shipped_experiments, with_bases
+from lightning_modules.command_line.experiment_files import (
+    experiment_path,
+    shipped_experiments,
+    with_bases,
+)
 from lightning_modules.command_line.main import DESCRIPTIONS, main
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,11 +17,13 @@ from tests.conftest import assert_same_state
 from tests.test_cli import CONFIG, SMALL
 
 STEPS, EVERY, KILL_AT = 120, 3, 7  # 4 steps per epoch, a checkpoint every 3 steps: they fall mid-epoch
+# every setting the resume relies on is written: a list as long as the base experiment's is merged
+# into it item by item (jsonargparse), so an unwritten `mode` would come from the base's best.ckpt
 CHECKPOINTS = """
 trainer:
   callbacks:
     - class_path: lightning.pytorch.callbacks.ModelCheckpoint
-      init_args: {filename: step, monitor: null, every_n_train_steps: 3, save_top_k: 1, save_last: true}
+      init_args: {filename: step, monitor: null, mode: min, every_n_train_steps: 3, save_top_k: 1, save_last: true}
 """
 KILLED = CHECKPOINTS + f"""    - class_path: tests.test_resume.KillAtStep
       init_args: {{step: {KILL_AT}}}
