@@ -97,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (--tiny)"
     print(f"gpu_check {datetime.datetime.now().isoformat(timespec='seconds')} on {name}", flush=True)
     from datamodules.phantoms import write_phantoms
-    from lightning_modules.inference.predictor import default_inferer
 
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
@@ -107,7 +106,6 @@ def main(argv: list[str] | None = None) -> int:
         cli = experiment(root, device.type, args.tiny, workers=0)
         datamodule, module = cli.datamodule, cli.model.to(device)
         datamodule.setup("fit")
-        module.inferer = module.inferer or default_inferer(datamodule.patch_size)  # as setup would, without a trainer
         batch_size = datamodule.batch_size
         loader = iter(datamodule.train_dataloader())
         optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)

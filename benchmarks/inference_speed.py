@@ -69,7 +69,6 @@ def measure(config: dict) -> dict:
     from datamodules.prediction import PredictionDataset
     from lightning_modules.command_line.experiment import build_experiment
     from lightning_modules.inference.prediction_writer import LabelMapWriter
-    from lightning_modules.inference.predictor import default_inferer
 
     torch.manual_seed(0)
     device = torch.device(config["device"])
@@ -77,7 +76,6 @@ def measure(config: dict) -> dict:
         torch.set_num_threads(min(2, torch.get_num_threads()))
     cli = build_experiment(["--config", config["experiment"], "--trainer.logger", "false"])
     model = cli.model
-    model.inferer = model.inferer or default_inferer(cli.datamodule.patch_size)  # as setup builds it
     if config["ckpt"]:
         state = torch.load(config["ckpt"], map_location="cpu", weights_only=True)
         model.load_state_dict(state["state_dict"])

@@ -15,7 +15,6 @@ import yaml
 import vocabulary
 from lightning_modules.command_line.experiment import build_experiment
 from lightning_modules.command_line.main import main
-from lightning_modules.inference.predictor import default_inferer
 from tests.conftest import REPO
 
 SWEEPS = sorted((REPO / "experiments" / "sweeps").glob("*.yaml"))
@@ -92,7 +91,6 @@ def step_once(cli) -> None:
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.net.backbone.parameters())
     volume = [*patch, 5] if len(patch) == 2 else [*patch[:2], patch[2] + 6]
     module.eval()
-    module.inferer = module.inferer or default_inferer(patch)  # as setup builds it
     with torch.no_grad():
         logits = module.predictor.logits(torch.randn(1, 1, *volume, generator=generator), 2, prompts)
     assert logits.shape == (1, 3, *volume) and torch.isfinite(logits).all()

@@ -20,7 +20,7 @@ from lightning_modules.command_line.main import main
 from lightning_modules.evaluation.prompt_probe import HELDOUT_PROMPTS, heldout_prompts
 from lightning_modules.inference.checkpoint_weights import experiment_settings
 from lightning_modules.inference.postprocessing import PostProcessing
-from lightning_modules.inference.predictor import PromptSet, default_inferer
+from lightning_modules.inference.predictor import PromptSet
 from tests.test_cli import CONFIG, CSV_ONLY, SMALL
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,7 +31,6 @@ def _phantom_model(extra: tuple[str, ...]):
     torch.manual_seed(0)
     cli = build_experiment(["--config", CONFIG, *SMALL, *CSV_ONLY, *extra])
     cli.datamodule.setup("test")
-    cli.model.inferer = cli.model.inferer or default_inferer(cli.datamodule.patch_size)
     return cli.model.eval(), cli.datamodule
 
 

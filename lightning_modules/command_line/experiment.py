@@ -30,6 +30,7 @@ from lightning_modules.command_line.experiment_files import expand_configs
 from lightning_modules.command_line.progress_bar import progress_bar
 from lightning_modules.evaluation.reporting import ResultTables, WandbOverlays
 from lightning_modules.evaluation.results_io import unused_path
+from lightning_modules.inference.predictor import default_inferer
 from lightning_modules.training.module import CardiacSegmentationModule
 from lightning_modules.training.validation_schedule import ValidationSchedule
 
@@ -58,7 +59,7 @@ class CareCLI(LightningCLI):
         parser.add_argument("--experiment", type=str, default="experiment",
                             help="the experiment's name: run folders results/<experiment>/<run id>, W&B group")
         parser.add_argument("--base", type=Optional[str], default=None,
-                            help="the experiment this file overlays (relative to it), read before it")
+                            help="the experiment this file overlays (beside it, else a shipped one), read before it")
         for source, target in LINKS:
             parser.link_arguments(source, target)
 
@@ -75,6 +76,13 @@ class CareCLI(LightningCLI):
             derive_settings(self.config.get(str(self.subcommand), self.config) if self.subcommand else self.config)
         except ValueError as err:  # a usage error: the message, not a traceback
             self._parser(self.subcommand).error(str(err))
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        # an experiment that names no inferer gets the one for its patch here, once, so every use
+        # of a built experiment (fit, predict, the prompt probe, benchmarks) infers alike
+        if self.model.inferer is None:
+            self.model.inferer = default_inferer(self.datamodule.patch_size)
 
     def instantiate_trainer(self, **kwargs):
         config = self._get(self.config_init, "trainer", default={})

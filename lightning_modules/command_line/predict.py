@@ -33,7 +33,6 @@ from lightning_modules.inference.checkpoint_weights import (
     load_weights,
 )
 from lightning_modules.inference.prediction_writer import LabelMapWriter
-from lightning_modules.inference.predictor import default_inferer
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -188,8 +187,6 @@ def predict_main(argv: list[str]) -> int:
         if problems:
             raise ValueError(f"{len(problems)} problem(s) with the input images:\n  " + "\n  ".join(problems))
         load_weights(model, checkpoint, experiment_settings(cli))
-        # the loader here is not the datamodule's, so the module cannot build it at setup
-        model.inferer = model.inferer or default_inferer(datamodule.patch_size)
     except (ValueError, FileExistsError, RuntimeError, KeyError) as err:
         parser.error(str(err))
     tasks = sorted({c.task for c in cases})

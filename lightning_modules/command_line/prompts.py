@@ -18,7 +18,6 @@ from lightning_modules.evaluation.prompt_probe import (
     summary,
 )
 from lightning_modules.evaluation.results_io import unused_path, write_csv_atomic
-from lightning_modules.inference.predictor import default_inferer
 
 
 def prompts_main(argv: list[str]) -> int:
@@ -55,8 +54,6 @@ def prompts_main(argv: list[str]) -> int:
         parser.error(str(err))
     model.eval()
     datamodule.setup("validate" if args.split == "val" else "test")
-    if model.inferer is None:  # as the module's setup builds it in fit / test
-        model.inferer = default_inferer(datamodule.patch_size)
     rows = []
     for item in VolumeDataset(datamodule.cases(args.split)):
         rows += case_rows(model.predictor, collate_volume([item]), Path(args.heldout), args.absent)

@@ -112,19 +112,15 @@ class WholeVolumePredictor:
         """
         sets = sets if sets is not None else [PromptSet(list(batch["structures"]), list(batch["prompts"][0]))]
         keys = [(tuple(s.structures), tuple(s.prompts)) for s in sets]
-        decoded = list(dict.fromkeys(keys))  # each distinct set once
-
-        def canonical(container: str) -> tuple:
-            return (container,), (prompt(container, batch["modality"]),)
-
-        for asked in sets:
-            decoded += [canonical(c) for c in self.postprocessing.missing_containers(asked.structures)
-                        if canonical(c) not in decoded]
+        # per set, each container it lacks, asked alone by its canonical prompt
+        hidden = [{c: ((c,), (prompt(c, batch["modality"]),)) for c in self.postprocessing.missing_containers(s.structures)}
+                  for s in sets]
+        decoded = list(dict.fromkeys(keys + [key for extra in hidden for key in extra.values()]))  # each set once
         probabilities = self._probabilities(batch, [list(prompts) for _, prompts in decoded])
         by_set = dict(zip(decoded, probabilities.split([len(prompts) for _, prompts in decoded])))
         predictions = []
-        for asked, key in zip(sets, keys):
-            containers = {c: by_set[canonical(c)][0] for c in self.postprocessing.missing_containers(asked.structures)}
+        for asked, key, extra in zip(sets, keys, hidden):
+            containers = {c: by_set[container][0] for c, container in extra.items()}
             label, masks = self.postprocessing(by_set[key], asked.structures, batch.get("task"), containers or None)
             predictions.append(VolumePrediction(by_set[key], masks, label))
         return predictions
