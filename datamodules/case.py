@@ -23,6 +23,9 @@ class Case:
         label: path of the label file, or ``None`` for unlabelled cases.
         split: ``train``, ``val`` or ``test``.
         weight: relative sampling weight of the case's source.
+        subject: the person imaged, the unit of splitting: every image of one subject (ACDC's two
+            frames, MyoPS's sequences) lies in one split. ``None``: the case is its own subject.
+        phase: cardiac phase of a cine frame (``ED``, ``ES``), where the release says; else ``None``.
     """
 
     case_id: str
@@ -34,11 +37,18 @@ class Case:
     label: str | None
     split: str
     weight: float = 1.0
+    subject: str | None = None
+    phase: str | None = None
 
     @property
     def uid(self) -> str:
         """Key that is unique across a manifest."""
         return f"{self.task}/{self.center}/{self.modality}/{self.case_id}"
+
+    @property
+    def person(self) -> str:
+        """Who was imaged, unique within a center: the subject, else the case itself."""
+        return self.subject or self.case_id
 
 
 @dataclass
@@ -46,17 +56,21 @@ class DataSource:
     """One folder of cases in a known layout, as named in an experiment YAML.
 
     Args:
-        layout: reader to use: ``lascarqs``, ``mmwhs`` or ``myops``.
+        layout: reader to use: ``lascarqs``, ``mmwhs``, ``myops``, ``acdc`` or ``manifest``.
         root: folder holding the cases (may use ``${oc.env:...}`` in YAML).
-        task: task key (``la``, ``whs``, ``myops``).
+        task: task key (``la``, ``whs``, ``myops``, ``acdc``).
         center: center name used in tables and ID/OOD roles.
-        modality: modality key (``LGE``, ``CT``, ``MRI``, ``C0``...).
-        split: ``train``, ``val`` or ``test``.
+        modality: modality key (``LGE``, ``CT``, ``MRI``, ``C0``, ``bSSFP``...).
+        split: ``train``, ``val`` or ``test``: every case of the source (or of ``cases``) is
+            in it. With a splits file (``data.splits``) each case takes its subject's split from
+            the file instead, and ``split`` (one name or a list) keeps only those splits, e.g.
+            ``[val, test]`` for a sequence that is scored but never trained on; ``null``: all.
         sequence: file suffix of the image for layouts with several sequences per case
             (MyoPS: ``LGE``, ``C0``, ``T2``); defaults to the modality.
         weight: relative sampling weight of this source's cases in training.
-        cases: keep only these case ids (in this order), e.g. to split one folder into train,
-            val and test; an id that is not found is an error.
+        cases: keep only these cases (in this order), e.g. to split one folder into train,
+            val and test: case ids, or subjects (ACDC ``patient001`` keeps both its frames); an
+            id that is not found is an error.
         file: ``manifest`` layout only: the CSV or YAML list of cases, relative to ``root``
             (default ``manifest.csv``, else ``manifest.yaml``).
         label_layout: ``manifest`` layout only: whose label codes the files use (``lascarqs``,
@@ -69,7 +83,7 @@ class DataSource:
     task: str
     center: str
     modality: str
-    split: str
+    split: str | list[str] | None = None
     sequence: str | None = None
     weight: float = 1.0
     cases: list[str] | None = None

@@ -16,6 +16,7 @@ from datamodules.preprocessing import PreprocessedCase, Preprocessing
 from datamodules.progress import reported
 from datamodules.resumable_loader import ResumableDataLoader
 from datamodules.sampling import TaskSampling, WeightedCaseSampler, case_weights
+from datamodules.splits import Splits
 from datamodules.transforms.augmentation import Augmentation
 from datamodules.volumes import VolumeDataset
 
@@ -56,6 +57,11 @@ class CareDataModule(L.LightningDataModule):
         tasks: keep only the sources of these tasks (a separate model per task, for "unified vs
             separate" comparisons, is the unified experiment plus ``data.tasks: [la]``);
             ``None``: every source.
+        splits: the experiment's splits file (``datamodules.splits``): each case's split from
+            its subject's entry; ``None``: each source names its split.
+        fold: the fold of the splits file that gives train and val.
+        unseen_centers: centers held out of training and model selection (their train and val
+            cases are dropped, their test cases scored as OOD): leave-one-center-out.
     """
 
     def __init__(
@@ -77,10 +83,17 @@ class CareDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
         check_data: bool = True,
         tasks: list[str] | None = None,
+        splits: str | None = None,
+        fold: int = 0,
+        unseen_centers: list[str] = (),
     ):
         super().__init__()
         if not sources:
             raise ValueError("sources is empty: name at least one data source")
+        unknown = sorted(set(unseen_centers) - {source.center for source in sources})  # before `tasks` keeps some
+        if unknown:
+            raise ValueError(f"unseen_centers {unknown} are no source's center; the sources hold "
+                             f"{sorted({s.center for s in sources})}")
         if tasks is not None:
             for key in tasks:
                 vocabulary.task(key)
@@ -89,6 +102,8 @@ class CareDataModule(L.LightningDataModule):
                 raise ValueError(f"no source of tasks {tasks}; the sources hold {sorted({s.task for s in sources})}")
             sources = kept
         self.tasks = tasks
+        self.splits = None if splits is None else Splits(splits, fold)  # a bad file stops here, before any work
+        self.unseen_centers = list(unseen_centers)
         if len(patch_size) not in (2, 3) or min(patch_size) < 1:
             raise ValueError(f"patch_size must be 2 or 3 positive sizes, got {list(patch_size)}")
         if batch_size < 1 or samples_per_epoch < 1 or num_workers < 0:
@@ -143,7 +158,7 @@ class CareDataModule(L.LightningDataModule):
     def _prepare(self, stage: str | None) -> None:
         """Check, then preprocess (or read from the cache), the cases of ``stage``'s splits."""
         if self.manifest is None:
-            self.manifest = Manifest.from_sources(self.sources)
+            self.manifest = Manifest.from_sources(self.sources, self.splits, self.unseen_centers)
         splits = STAGE_SPLITS.get(stage or "fit", ("train", "val", "test"))
         todo = [c for split in splits for c in self.manifest.split(split) if c.uid not in self._prepared]
         if self.check_data and todo:
@@ -164,7 +179,7 @@ class CareDataModule(L.LightningDataModule):
     def check(self, cases=None) -> list[CaseReport]:
         """Data-check reports of ``cases`` (default: every case of every source)."""
         if self.manifest is None:
-            self.manifest = Manifest.from_sources(self.sources)
+            self.manifest = Manifest.from_sources(self.sources, self.splits, self.unseen_centers)
         cache = None if self.cache_dir is None else CheckCache(f"{self.cache_dir}/checks")
         return check_cases(self.manifest.cases if cases is None else cases, cache)
 

@@ -10,6 +10,7 @@ import pandas as pd
 import vocabulary
 from datamodules.case import SPLITS, Case, DataSource
 from datamodules.readers import read_source
+from datamodules.splits import Splits
 
 
 class Manifest:
@@ -25,7 +26,8 @@ class Manifest:
 
     Raises:
         ValueError: listing every problem found (unknown task/layout/split, missing files,
-            duplicate cases, an image used in two splits, a layout that annotates none of
+            duplicate cases, an image or a subject (the person: ACDC's two frames, MyoPS's
+            sequences of one patient) in two splits, a layout that annotates none of
             its task's structures).
     """
 
@@ -37,11 +39,24 @@ class Manifest:
         self._id_keys = {(c.task, c.center, c.modality) for c in self.cases if c.split == "train"}
 
     @classmethod
-    def from_sources(cls, sources: list[DataSource]) -> Manifest:
+    def from_sources(cls, sources: list[DataSource], splits: Splits | None = None,
+                     unseen_centers: tuple[str, ...] | list[str] = ()) -> Manifest:
+        """The cases of ``sources``, split as each source says or, with ``splits``, as the splits
+        file says for their subjects; the train and val cases of ``unseen_centers`` left out
+        (a center held out of training and model selection, scored on test alone)."""
         problems, cases = [], []
         for source in sources:
+            where = f"{source.root!r} ({source.task}/{source.center}/{source.modality})"
+            if splits is None and not isinstance(source.split, str):
+                problems.append(f"source {where}: split {source.split!r} needs a splits file (data.splits); "
+                                f"without one, name one split")
+                continue
             try:
-                cases.extend(read_source(source))
+                read = read_source(source)
+                if splits is not None:
+                    keep = [source.split] if isinstance(source.split, str) else source.split
+                    read = splits.assign(read, keep, where)
+                cases.extend(c for c in read if not (c.center in unseen_centers and c.split != "test"))
             except ValueError as err:  # collect all sources' problems in one report
                 problems.append(str(err))
         if problems:
@@ -52,6 +67,7 @@ class Manifest:
         problems: list[str] = []
         seen: dict[str, Case] = {}
         splits_of_image: dict[str, set[str]] = defaultdict(set)
+        splits_of_subject: dict[tuple[str, str], set[str]] = defaultdict(set)
         for case in self.cases:
             where = f"case {case.uid} ({case.image})"
             if case.task not in vocabulary.TASKS:
@@ -76,9 +92,13 @@ class Manifest:
                 problems.append(f"{where}: duplicate of {seen[case.uid].image}")
             seen[case.uid] = case
             splits_of_image[str(Path(case.image).resolve())].add(case.split)
+            splits_of_subject[(case.center, case.person)].add(case.split)
         for image, splits in splits_of_image.items():
             if len(splits) > 1:
                 problems.append(f"image {image} is used in several splits: {sorted(splits)}")
+        for (center, person), splits in splits_of_subject.items():
+            if len(splits) > 1:  # the same heart on both sides leaks the answer into validation/test
+                problems.append(f"subject {person!r} of center {center!r} is in several splits: {sorted(splits)}")
         if not self.cases:
             problems.append("no cases")
         return problems
@@ -90,7 +110,7 @@ class Manifest:
         return [c for c in self.cases if c.split == split]
 
     def to_frame(self) -> pd.DataFrame:
-        rows = [{"uid": c.uid, "case_id": c.case_id, "task": c.task, "center": c.center, "modality": c.modality,
+        rows = [{"uid": c.uid, "case_id": c.case_id, "subject": c.person, "phase": c.phase, "task": c.task, "center": c.center, "modality": c.modality,
                  "layout": c.layout, "split": c.split, "role": self.role(c), "image": c.image, "label": c.label}
                 for c in self.cases]
         return pd.DataFrame(rows)

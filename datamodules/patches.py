@@ -65,7 +65,7 @@ class PatchDataset(Dataset):
         self.foreground_fraction = foreground_fraction
         self._subjects: dict[int, tio.Subject] = {}
         self._probabilities: dict[int, dict[int, float]] = {}  # per case: sampling chance of each map value
-        self._transforms: dict[tuple[int, bool], tio.Transform] = {}  # per (slice axis, flip), built once
+        self._transforms: dict[int, tio.Transform] = {}  # per slice axis, built once
         self._centre_index: dict[int, list] = {}  # per case: patch-centre candidates per structure value
 
     def __len__(self) -> int:
@@ -84,7 +84,7 @@ class PatchDataset(Dataset):
         indices (1..K; a structure nested in another, like scar in myocardium, overwrites it)."""
         if index not in self._subjects:
             case = self.cases[index]
-            known = vocabulary.annotated_structures(case.case.layout, case.case.task)
+            known = vocabulary.annotated_structures(case.case.layout, case.case.task, trained=True)
             structure_map = np.zeros(case.label.shape, dtype=np.uint8)
             for k, mask in enumerate(vocabulary.binary_masks(case.label.numpy(), case.case.layout, known), start=1):
                 structure_map[mask] = k
@@ -174,9 +174,9 @@ class PatchDataset(Dataset):
         patch = tio.Subject(image=tio.ScalarImage(tensor=subject["image"].data[(slice(None), *crop)], affine=affine),
                             label=tio.LabelMap(tensor=subject["label"].data[(slice(None), *crop)], affine=affine))
         if self.augmentation is not None:
-            key = (case.slice_axis, case.case.task in self.augmentation.flip_tasks)
+            key = case.slice_axis
             if key not in self._transforms:
-                self._transforms[key] = self.augmentation.transform(*key)
+                self._transforms[key] = self.augmentation.transform(key)
             patch = self._transforms[key](patch)
         image, label = patch["image"].data, patch["label"].data[0]
         if len(self.patch_size) == 2:

@@ -66,7 +66,8 @@ class Preprocessing:
         mri_percentiles: intensity percentiles clipped before z-scoring MRI.
     """
 
-    target_spacing: dict[str, float] = field(default_factory=lambda: {"la": 1.25, "whs": 1.5, "myops": 1.25})
+    target_spacing: dict[str, float] = field(default_factory=lambda: {"la": 1.25, "whs": 1.5, "myops": 1.25,
+                                                                                  "acdc": 1.25})
     anisotropy_threshold: float = 3.0
     spacing_tolerance: float = 0.05
     ct_window: tuple[float, float] = (-250.0, 750.0)

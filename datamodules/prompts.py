@@ -12,14 +12,16 @@ def prompt_fields(case: Case, rng: random.Random | None = None, synonym_probabil
                   wording_probability: float = 0.5) -> dict:
     """Structures, prompt strings and annotation mask of a case.
 
-    Only the case's task structures are prompted; the ones its layout does not annotate are
-    kept (so tables stay aligned) but masked out, never treated as negatives.
+    Only the case's task structures are prompted (in training also those the task trains but
+    does not score, ``Task.also_trained``); the ones its layout does not annotate are kept (so
+    tables stay aligned) but masked out, never treated as negatives.
     Evaluation passes ``rng=None`` (canonical phrasing, the task's full set in table order);
     training phrases each prompt with a random name of the structure with
     ``synonym_probability``, else with the canonical one, and with ``wording_probability`` writes a prompt in a random sentence frame and modality
     wording (``vocabulary.PROMPT_TEMPLATES``, ``Modality.wordings``).
     """
-    structures = list(vocabulary.TASKS[case.task].structures)
+    task = vocabulary.TASKS[case.task]
+    structures = list(task.structures if rng is None else task.trained_structures)
     annotated = vocabulary.annotated(case.layout, structures)
     prompts = []
     for key in structures:

@@ -46,7 +46,8 @@ def volume_item(case: PreprocessedCase, fields: dict, reference: np.ndarray | No
     prompts and annotation flags; ``reference``: masks on the file's grid, or ``None``)."""
     return {
         "image": case.image, "reference": reference, **fields,
-        "uid": case.case.uid, "case_id": case.case.case_id, "task": case.case.task, "center": case.case.center,
+        "uid": case.case.uid, "case_id": case.case.case_id, "subject": case.case.person, "phase": case.case.phase,
+        "task": case.case.task, "center": case.case.center,
         "modality": case.case.modality, "layout": case.case.layout, "role": case.role,
         "slice_axis": case.slice_axis, "affine": case.affine,
         "original_shape": case.original_shape, "original_affine": case.original_affine,

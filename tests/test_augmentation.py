@@ -1,4 +1,4 @@
-"""Augmentation: in-plane only, labels kept binary, flips only where a task allows them."""
+"""Augmentation: in-plane only, labels kept binary, every in-plane orientation when asked."""
 
 import numpy as np
 import pytest
@@ -30,15 +30,34 @@ def test_every_transform_keeps_the_patch_shape_and_binary_labels(slice_axis):
         assert set(out["label"].data.unique().tolist()) <= {0, 1}
 
 
-def test_flips_only_when_asked_and_only_in_plane():
-    subject = patch(2)
-    side = subject["label"].data[0, :8].sum()
-    no_flip = Augmentation(probability=0.0, max_downsampling=1.0).transform(2)
-    flip = Augmentation(probability=0.0, max_downsampling=1.0, flip_tasks=["la"]).transform(2, flip=True)
+def test_every_in_plane_orientation_when_asked_and_the_slice_axis_kept():
+    base = torch.arange(16 * 16, dtype=torch.float32).reshape(1, 16, 16, 1)
+    subject = tio.Subject(image=tio.ScalarImage(tensor=base), label=tio.LabelMap(tensor=(base > 100).int()))
+    same = Augmentation(probability=0.0, max_downsampling=1.0).transform(2)
+    turned = Augmentation(probability=0.0, max_downsampling=1.0, orientation_probability=1.0).transform(2)
     torch.manual_seed(0)
-    assert all(no_flip(patch(2))["label"].data[0, :8].sum() == side for _ in range(10))
-    moved = [flip(patch(2))["label"].data[0, :8].sum() != side for _ in range(20)]
-    assert any(moved) and not all(moved)  # mirrored about half of the time
+    assert torch.equal(same(subject)["image"].data, base)
+    plane = base[0, :, :, 0]
+    expected = [torch.rot90(p, k).flatten() for p in (plane, plane.flip(0)) for k in range(4)]
+    found = set()
+    for _ in range(80):
+        out = turned(subject)
+        image, label = out["image"].data[0, :, :, 0], out["label"].data[0, :, :, 0]
+        assert torch.equal(label, (image > 100).int())  # the label turns with its image
+        found |= {i for i, e in enumerate(expected) if torch.equal(image.flatten(), e)}
+    assert found == set(range(8))  # each of the 8 orientations, and nothing else (exact permutations)
+
+
+def test_a_plane_that_is_not_square_gets_half_turns_only():
+    from datamodules.transforms.orientation import RandomInPlaneOrientation
+
+    image = torch.randn(1, 1, 12, 20)
+    torch.manual_seed(0)
+    for _ in range(20):
+        out = RandomInPlaneOrientation(axes=(1, 2))(tio.Subject(image=tio.ScalarImage(tensor=image)))
+        assert out["image"].shape == image.shape
+    with pytest.raises(ValueError, match="two different spatial axes"):
+        RandomInPlaneOrientation(axes=(1, 1))
 
 
 def test_costly_resamplings_are_left_out_when_their_ranges_are_zero():
@@ -73,8 +92,8 @@ def test_bad_augmentation_settings_raise():
         Augmentation(brightness=1.5)
     with pytest.raises(ValueError, match="max_downsampling"):
         Augmentation(max_downsampling=0.5)
-    with pytest.raises(ValueError, match="unknown task"):
-        Augmentation(flip_tasks=["brain"])
+    with pytest.raises(ValueError, match="orientation_probability"):
+        Augmentation(orientation_probability=2.0)
 
 
 @pytest.mark.parametrize("shape", [(96, 96, 96), (95, 64, 1), (1, 33, 40), (7, 5, 3)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -91,7 +92,13 @@ def test_test_writes_one_row_per_case_and_structure(in_run_folder, phantom_root,
     for uid, group in rows.groupby("uid"):
         assert len(group) == structures[group.task.iloc[0]] and group.structure.is_unique
     assert set(rows.role) == {"ID", "OOD"}
-    assert {"dice", "hd", "hd95", "pred_ml", "ref_ml", "center", "modality"} <= set(rows.columns)
+    assert {"dice", "hd", "hd95", "pred_ml", "ref_ml", "volume_error_ml", "center", "modality"} <= set(rows.columns)
+    assert np.allclose(rows.volume_error_ml, rows.pred_ml - rows.ref_ml)
+    centers = pd.read_csv(runs[0] / "test_centers.csv")
+    assert {"volume_error_ml", "abs_volume_error_ml", "dice_sd", "dice_min", "cases"} <= set(centers.columns)
+    # the worst case of each task x center x modality, drawn (one test case each here)
+    pictures = sorted((runs[0] / "worst_cases").glob("*/*.png"))
+    assert len(pictures) == 10 and all(p.name.startswith("1_") for p in pictures)
     board = pd.read_csv(in_run_folder / "board" / "leaderboard.csv")
     assert list(board.columns[:5]) == ["task", "split", "dice", "hd", "hd95"]
     assert set(zip(board.task, board.split)) == {(t, s) for t in structures for s in ("ID", "OOD")}

@@ -100,6 +100,7 @@ def step_once(cli) -> None:
 SHRINK = {
     "phantoms.yaml": ["--model.net.init_args.backbone.init_args.base_filters", "8"],
     "real_samples.yaml": ["--model.net.init_args.backbone.init_args.base_filters", "8"],
+    "unseen_center.yaml": ["--model.net.init_args.backbone.init_args.base_filters", "8"],
     "care_unified.yaml": ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto",
                           "--model.net.init_args.backbone.init_args.base_filters", "4",
                           "--model.net.init_args.backbone.init_args.max_filters", "16",
@@ -107,7 +108,8 @@ SHRINK = {
 }
 # every base, and every variant on each base the README or the variant's own header documents it with
 COMBINATIONS = [("phantoms.yaml",), ("phantoms.yaml", "fixed_head.yaml"), ("phantoms.yaml", "multiscale_decoder.yaml"),
-                ("real_samples.yaml",), ("care_unified.yaml",), ("care_unified.yaml", "baselines/la.yaml"),
+                ("real_samples.yaml",), ("unseen_center.yaml",), ("real_samples.yaml", "baselines/acdc.yaml"),
+                ("care_unified.yaml",), ("care_unified.yaml", "baselines/la.yaml"),
                 ("care_unified.yaml", "baselines/whs.yaml"), ("care_unified.yaml", "baselines/myops.yaml"),
                 ("care_unified.yaml", "multiscale_decoder.yaml"),
                 *[("real_samples.yaml", f"backbones/{p.name}") for p in sorted((REPO / "experiments" / "backbones").glob("*.yaml"))],

@@ -2,6 +2,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+import vocabulary
 from datamodules.case import DataSource
 from datamodules.manifest import Manifest
 from datamodules.readers import read_source
@@ -64,5 +65,46 @@ def test_manifest_lists_every_problem_naming_files(tmp_path):
 
 
 def test_unknown_layout_is_reported_with_its_root(tmp_path):
-    with pytest.raises(ValueError, match="unknown layout 'acdc'"):
-        Manifest.from_sources([DataSource("acdc", str(tmp_path), "whs", "x", "CT", "train")])
+    with pytest.raises(ValueError, match="unknown layout 'acdc_v2'"):
+        Manifest.from_sources([DataSource("acdc_v2", str(tmp_path), "whs", "x", "CT", "train")])
+
+
+def _acdc_release(root, info: bool):
+    """Two patients in the ACDC release layout: release frame numbers, a 4D cine beside them."""
+    for patient, frames in (("patient001", (1, 12)), ("patient002", (1, 9))):
+        for frame in frames:
+            _write(root / patient / f"{patient}_frame{frame:02d}.nii.gz", np.zeros((4, 4, 2)), np.float32)
+            _write(root / patient / f"{patient}_frame{frame:02d}_gt.nii.gz", np.full((4, 4, 2), 3), np.uint8)
+        _write(root / patient / f"{patient}_4d.nii.gz", np.zeros((4, 4, 2, 3)), np.float32)
+        if info:  # ED and ES written against number order, so the file must win
+            (root / patient / "Info.cfg").write_text(f"ED: {frames[1]}\nES: {frames[0]}\nGroup: NOR\n")
+
+
+@pytest.mark.parametrize("info", [True, False])
+def test_acdc_release_frames_pair_with_their_labels_and_phases(tmp_path, info):
+    _acdc_release(tmp_path, info)
+    cases = read_source(DataSource("acdc", str(tmp_path), "acdc", "dijon", "bSSFP", "test", cases=["patient001"]))
+    assert [c.case_id for c in cases] == ["patient001_frame01", "patient001_frame12"]  # both frames of the patient
+    assert all(c.subject == "patient001" and c.label.endswith(f"{c.case_id}_gt.nii.gz") for c in cases)
+    assert [c.phase for c in cases] == (["ES", "ED"] if info else ["ED", "ES"])
+    every = read_source(DataSource("acdc", str(tmp_path), "acdc", "dijon", "bSSFP", "test"))
+    assert len(every) == 4 and not any("_4d" in c.image for c in every)
+
+
+def test_one_subject_in_two_splits_is_refused(tmp_path):
+    _acdc_release(tmp_path, info=False)
+    frames = read_source(DataSource("acdc", str(tmp_path), "acdc", "dijon", "bSSFP", "train", cases=["patient001"]))
+    from dataclasses import replace
+    with pytest.raises(ValueError, match="subject 'patient001' of center 'dijon' is in several splits"):
+        Manifest([frames[0], replace(frames[1], split="test")])
+
+
+@pytest.mark.real_data
+def test_real_acdc_cases_read_with_release_codes(sample_data):
+    cases = read_source(DataSource("acdc", str(sample_data / "acdc_real"), "acdc", "dijon", "bSSFP", "test"))
+    assert len(cases) == 30 and len({c.subject for c in cases}) == 15
+    assert {c.phase for c in cases} == {"ED", "ES"}
+    label = nib.load(cases[0].label)
+    assert set(np.unique(np.asanyarray(label.dataobj)).tolist()) == {0, 1, 2, 3}
+    masks = vocabulary.binary_masks(np.asanyarray(label.dataobj), "acdc", ["lv", "rv", "myo"])
+    assert masks.any(axis=(1, 2, 3)).all() and not (masks[0] & masks[2]).any()

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
 # settings an experiment must give (its data), derived from others (experiment.derive_settings), or
 # that say where files go rather than what is computed
-NOT_RECIPE = {"data.sources", "model.net.init_args.backbone.init_args.spatial_dims", "data.cache_dir"}
+NOT_RECIPE = {"data.sources", "data.splits", "model.net.init_args.backbone.init_args.spatial_dims", "data.cache_dir"}
 
 
 def _default_of(default):

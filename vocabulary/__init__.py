@@ -8,8 +8,9 @@ Label-code choices (documented here because they are modelling decisions, not fi
 - MM-WHS: 205 myocardium, 420 LA, 500 LV, 550 RA, 600 RV, 820 ascending aorta, 850 pulmonary artery.
 - MyoPS: LV = 500; myocardium = 200 + 1220 + 2221 (the whole myocardium, pathology inside it);
   scar = 2221; edema = 1220 (only when a task asks for it). RV (600) is labelled but not a
-  MyoPS target of CARE.
+  MyoPS target of CARE: trained, not scored (``Task.also_trained``).
 - LAScarQS: any non-zero code is the left atrium cavity (releases use 1 or 255); 255 is written.
+- ACDC: 1 RV blood pool, 2 LV myocardium, 3 LV blood pool (the release's codes).
 The first code of a structure in a layout is the code written when exporting predictions;
 a layout's ``overlays`` (MyoPS: edema, then scar) are painted over the other structures.
 """
@@ -61,17 +62,25 @@ class Task:
     """A CARE-Cardiac task: which structures it scores and its default modality.
 
     Args:
-        key: task key (``la``, ``whs``, ``myops``).
+        key: task key (``la``, ``whs``, ``myops``, ``acdc``).
         structures: structure keys scored (and prompted) for this task, in table order.
         default_modality: modality assumed when a caller names none.
         layout: the label layout of the task's own challenge release, whose codes predictions
             are exported in.
+        also_trained: structures the release labels but the task does not score (MyoPS's RV):
+            trained wherever a case labels them, never scored or exported for the task.
     """
 
     key: str
     structures: tuple[str, ...]
     default_modality: str
     layout: str
+    also_trained: tuple[str, ...] = ()
+
+    @property
+    def trained_structures(self) -> tuple[str, ...]:
+        """What a training patch of the task is prompted with: the scored structures, then the others."""
+        return self.structures + self.also_trained
 
 
 # Every chamber has an abbreviated synonym ("LV blood pool", "LA blood pool"): without the atria's,
@@ -104,12 +113,14 @@ LAYOUTS: dict[str, LayoutCodes] = {
         overlays=("edema", "scar"),
     ),
     "lascarqs": LayoutCodes(structures={"la": (255,)}, known_codes=None, nonzero_structure="la"),
+    "acdc": LayoutCodes(structures={"rv": (1,), "myo": (2,), "lv": (3,)}, known_codes=frozenset({0, 1, 2, 3})),
 }
 
 TASKS: dict[str, Task] = {
     "la": Task("la", ("la",), "LGE", layout="lascarqs"),
     "whs": Task("whs", ("lv", "rv", "la", "ra", "myo", "aorta", "pa"), "CT", layout="mmwhs"),
-    "myops": Task("myops", ("lv", "myo", "scar"), "LGE", layout="myops"),
+    "myops": Task("myops", ("lv", "myo", "scar"), "LGE", layout="myops", also_trained=("rv",)),
+    "acdc": Task("acdc", ("lv", "rv", "myo"), "bSSFP", layout="acdc"),
 }
 
 @dataclass(frozen=True)
@@ -214,9 +225,10 @@ def annotated(layout_key: str, structures: tuple[str, ...] | list[str]) -> list[
     return [key in known for key in structures]
 
 
-def annotated_structures(layout_key: str, task_key: str) -> list[str]:
-    """The structures of a task that a layout annotates, in the task's order."""
-    structures = TASKS[task_key].structures
+def annotated_structures(layout_key: str, task_key: str, trained: bool = False) -> list[str]:
+    """The structures of a task that a layout annotates, in the task's order (with ``trained``,
+    its ``trained_structures``)."""
+    structures = TASKS[task_key].trained_structures if trained else TASKS[task_key].structures
     return [key for key, known in zip(structures, annotated(layout_key, structures)) if known]
 
 

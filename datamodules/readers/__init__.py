@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import vocabulary
 from datamodules.case import Case, DataSource
-from datamodules.readers import lascarqs, mmwhs, myops
+from datamodules.readers import acdc, lascarqs, mmwhs, myops
+from datamodules.readers.acdc import read_acdc
 from datamodules.readers.lascarqs import read_lascarqs
 from datamodules.readers.listing import read_listing
 from datamodules.readers.mmwhs import read_mmwhs
@@ -16,6 +17,7 @@ READERS: dict[str, Callable[[DataSource], list[Case]]] = {
     "lascarqs": read_lascarqs,
     "mmwhs": read_mmwhs,
     "myops": read_myops,
+    "acdc": read_acdc,
     "manifest": read_listing,
 }
 
@@ -25,6 +27,7 @@ LABEL_FILES: dict[str, Callable[[str], str]] = {
     "lascarqs": lambda case_id: f"{case_id}/{lascarqs.LABEL_NAME}",
     "mmwhs": lambda case_id: f"{case_id}{mmwhs.LABEL_SUFFIX}",
     "myops": lambda case_id: f"{case_id}{myops.LABEL_SUFFIX}",
+    "acdc": acdc.label_file,
 }
 
 
@@ -42,9 +45,13 @@ def read_source(source: DataSource) -> list[Case]:
     cases = READERS[source.layout](source)
     if source.cases is None:
         return cases
-    by_id = {case.case_id: case for case in cases}
+    by_id: dict[str, list[Case]] = {}
+    for case in cases:  # a case by its id, and every case of a subject by the subject
+        by_id.setdefault(case.case_id, []).append(case)
+        if case.subject not in (None, case.case_id):
+            by_id.setdefault(case.subject, []).append(case)
     unknown = [case_id for case_id in source.cases if case_id not in by_id]
     if unknown:
         raise ValueError(f"source {source.root!r} ({source.task}/{source.center}/{source.split}): cases {unknown} "
                          f"not found; it holds {sorted(by_id)[:8]}{'...' if len(by_id) > 8 else ''}")
-    return [by_id[case_id] for case_id in source.cases]
+    return list({case.uid: case for case_id in source.cases for case in by_id[case_id]}.values())

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torchio as tio
 
-import vocabulary
 from datamodules.preprocessing import PAD_VALUE
 from datamodules.transforms.bias_field import SeparableRandomBiasField
 from datamodules.transforms.brightness_contrast import RandomBrightnessContrast
 from datamodules.transforms.low_resolution import RandomLowResolution
+from datamodules.transforms.orientation import RandomInPlaneOrientation
 
 
 @dataclass
 class Augmentation:
     """Random transforms applied to each training patch.
 
-    Rotation and scaling act in the slice plane only (about the slice axis found from the
-    spacing), so short-axis stacks are never tilted through their thick slices. Flips only for
-    the tasks listed in ``flip_tasks``: where left and right structures are prompted (whole
-    heart, LV/RV in MyoPS) a mirrored image would teach the model the wrong side.
+    Rotation, scaling and reorientation act in the slice plane only (about the slice axis found
+    from the spacing), so short-axis stacks are never tilted through their thick slices.
 
     Args:
         probability: chance that each transform is applied to a patch.
@@ -34,8 +32,9 @@ class Augmentation:
             (TorchIO ``RandomAnisotropy``'s rule, ``RandomLowResolution``); 1 turns it off.
         brightness: nnU-Net's multiplicative brightness range (+/- fraction; 0 turns it off).
         contrast: nnU-Net's contrast factor range about the patch mean (+/- fraction; 0: off).
-        flip_tasks: tasks whose patches may be mirrored in-plane (e.g. ``[la]``: one structure,
-            no side to confuse).
+        orientation_probability: chance that a patch is put in one of the 8 in-plane
+            orientations (mirror and quarter turns, each equally likely), so the model meets
+            the heart however a center's planes and files orient it.
     """
 
     probability: float = 0.3
@@ -48,11 +47,12 @@ class Augmentation:
     max_downsampling: float = 2.0
     brightness: float = 0.0
     contrast: float = 0.0
-    flip_tasks: list[str] = field(default_factory=list)
+    orientation_probability: float = 0.0
 
     def __post_init__(self):
-        if not 0 <= self.probability <= 1:
-            raise ValueError(f"augmentation probability must be in [0, 1], got {self.probability}")
+        for name in ("probability", "orientation_probability"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"augmentation {name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("rotation_degrees", "scale", "bias_field", "log_gamma", "noise_std", "blur_std"):
             if getattr(self, name) < 0:
                 raise ValueError(f"augmentation {name} must be >= 0, got {getattr(self, name)}")
@@ -60,12 +60,9 @@ class Augmentation:
             raise ValueError(f"augmentation brightness and contrast must be in [0, 1), got {self.brightness}, {self.contrast}")
         if self.max_downsampling < 1:
             raise ValueError(f"augmentation max_downsampling must be >= 1, got {self.max_downsampling}")
-        for key in self.flip_tasks:
-            vocabulary.task(key)
 
-    def transform(self, slice_axis: int, flip: bool = False) -> tio.Transform:
-        """The transform for patches whose slice axis is ``slice_axis`` (mirrored in-plane at
-        random when ``flip``)."""
+    def transform(self, slice_axis: int) -> tio.Transform:
+        """The transform for patches whose slice axis is ``slice_axis``."""
         degrees, scales = [0.0] * 6, [1.0] * 6
         degrees[2 * slice_axis: 2 * slice_axis + 2] = (-self.rotation_degrees, self.rotation_degrees)
         for axis in range(3):
@@ -79,8 +76,8 @@ class Augmentation:
             # one in-plane axis at a time, as a coarser acquisition matrix would be (TorchIO's
             # RandomAnisotropy rule, resized in torch: 4-8x cheaper at 96^3)
             extra.append(RandomLowResolution(axes=in_plane, downsampling=(1.0, self.max_downsampling), **options))
-        if flip:
-            extra.append(tio.RandomFlip(axes=in_plane, flip_probability=0.5, copy=False))
+        if self.orientation_probability:
+            extra.append(RandomInPlaneOrientation(axes=in_plane, p=self.orientation_probability, copy=False))
         if self.rotation_degrees or self.scale:
             # the costliest transform at 96^3 (two SimpleITK resamplings, ~35 ms with p=1): with
             # both ranges 0 it is left out rather than run as an identity resampling

@@ -30,6 +30,7 @@ from lightning_modules.command_line.experiment_files import expand_configs
 from lightning_modules.command_line.progress_bar import progress_bar
 from lightning_modules.evaluation.reporting import ResultTables, WandbOverlays
 from lightning_modules.evaluation.results_io import unused_path
+from lightning_modules.evaluation.worst_cases import WorstCaseOverlays
 from lightning_modules.inference.predictor import default_inferer
 from lightning_modules.training.module import CardiacSegmentationModule
 from lightning_modules.training.validation_schedule import ValidationSchedule
@@ -52,9 +53,10 @@ class CareCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         # callbacks every experiment has, configured under their own keys (``--results.leaderboard_path``,
-        # ``--overlays.cases``, ``--validation.every_n_epochs``), as Lightning adds ModelCheckpoint
+        # ``--overlays.cases``, ``--worst_cases.cases``, ``--validation.every_n_epochs``), as Lightning adds ModelCheckpoint
         parser.add_lightning_class_args(ResultTables, "results")
         parser.add_lightning_class_args(WandbOverlays, "overlays")
+        parser.add_lightning_class_args(WorstCaseOverlays, "worst_cases")
         parser.add_lightning_class_args(ValidationSchedule, "validation")
         parser.add_argument("--experiment", type=str, default="experiment",
                             help="the experiment's name: run folders results/<experiment>/<run id>, W&B group")

@@ -76,8 +76,9 @@ def _input_cases(args, preprocessing) -> list[Case]:
             for p in image_files(path, args.pattern)]
 
 
-def _split_cases(args, sources) -> tuple[list[Case], list[Path]]:
-    manifest = Manifest.from_sources(sources)
+def _split_cases(args, datamodule) -> tuple[list[Case], list[Path]]:
+    sources = datamodule.sources
+    manifest = Manifest.from_sources(sources, datamodule.splits, datamodule.unseen_centers)
     cases = manifest.split(args.split)
     if args.center:
         unknown = sorted(set(args.center) - {c.center for c in cases})
@@ -86,7 +87,8 @@ def _split_cases(args, sources) -> tuple[list[Case], list[Path]]:
         cases = [c for c in cases if c.center in args.center]
     if not cases:
         raise ValueError(f"the experiment has no {args.split} cases to predict")
-    roots = [Path(s.root).expanduser().resolve() for s in sources if s.split == args.split]
+    centers = {c.center for c in cases}  # the folders of every source the predicted cases may come from
+    roots = [Path(s.root).expanduser().resolve() for s in sources if s.center in centers]
     return cases, roots
 
 
@@ -165,7 +167,7 @@ def predict_main(argv: list[str]) -> int:
         cli = build_experiment(experiment)
         datamodule, model = cli.datamodule, cli.model
         if args.split:
-            cases, roots = _split_cases(args, datamodule.sources)
+            cases, roots = _split_cases(args, datamodule)
         else:
             cases, roots = _input_cases(args, datamodule.preprocessing), [Path(args.input).expanduser().resolve()]
         if args.task and args.split:  # --task picks that task's sources

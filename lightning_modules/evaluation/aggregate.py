@@ -26,11 +26,16 @@ CENTER_KEYS = ["task", "center", "modality", "role"]
 
 
 def center_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per task x center x modality x structure: mean metrics and case count."""
-    keys = [*CENTER_KEYS, "structure"]
-    table = frame.groupby(keys, as_index=False)[list(METRICS)].mean()
-    counts = frame.groupby(keys).size().rename("cases").reset_index()
-    return table.merge(counts, on=keys)
+    """Per task x center x modality x cardiac phase (where the cases have one: ACDC's ED and ES)
+    x structure: mean metrics, the spread and worst Dice, the mean signed and absolute volume
+    error (ml), and the case count."""
+    keys = [*CENTER_KEYS, "phase", "structure"]
+    error = frame.pred_ml - frame.ref_ml if "pred_ml" in frame else float("nan")  # rows from older runs lack volumes
+    frame = frame.assign(phase=frame.get("phase"), volume_error_ml=error, abs_volume_error_ml=abs(error))
+    groups = frame.groupby(keys, dropna=False)  # cases without a phase form their own group
+    table = groups[[*METRICS, "volume_error_ml", "abs_volume_error_ml"]].mean()
+    table["dice_sd"], table["dice_min"], table["cases"] = groups.dice.std(), groups.dice.min(), groups.size()
+    return table.reset_index()
 
 
 def task_center_means(frame: pd.DataFrame) -> pd.DataFrame:

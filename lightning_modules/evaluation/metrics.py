@@ -1,4 +1,5 @@
-"""Per-structure scores on a case's original grid: Dice, HD and HD95 in mm, volumes in ml."""
+"""Per-structure scores on a case's original grid: Dice, HD and HD95 in mm, volumes and the volume
+error (predicted minus reference) in ml."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def volume_ml(mask: np.ndarray, spacing) -> float:
 
 
 def score_structure(pred: np.ndarray, ref: np.ndarray, spacing) -> dict[str, float]:
-    """Dice, HD, HD95 (mm) and volumes (ml) of one binary prediction against its reference.
+    """Dice, HD, HD95 (mm), volumes and volume error (ml) of one binary prediction against its reference.
 
     MONAI's definitions: distances between boundary voxels, honouring the voxel spacing; HD95 is
     the larger of the two directed 95th percentiles. Empty masks get finite values so no case
@@ -25,6 +26,7 @@ def score_structure(pred: np.ndarray, ref: np.ndarray, spacing) -> dict[str, flo
         raise ValueError(f"prediction {pred.shape} and reference {ref.shape} differ in shape")
     spacing = np.asarray(spacing, dtype=float)
     volumes = {"pred_ml": volume_ml(pred, spacing), "ref_ml": volume_ml(ref, spacing)}
+    volumes["volume_error_ml"] = volumes["pred_ml"] - volumes["ref_ml"]  # signed: over- or under-segmenting
     if not pred.any() and not ref.any():
         return {"dice": 1.0, "hd": 0.0, "hd95": 0.0, **volumes}
     if not pred.any() or not ref.any():

@@ -56,8 +56,8 @@ class CardiacSegmentationModule(L.LightningModule):
             myocardium), shared by validation, test and predict.
         tta_axes: test-time augmentation: spatial axes of the preprocessed (RAS) array to mirror,
             averaging the probabilities of every combination of flips (nnU-Net's mirroring).
-            Only useful for a model trained with flips (``data.augmentation.flip_tasks``):
-            mirroring swaps left and right. ``None``: off.
+            Only sound for a model trained in mirrored orientations
+            (``data.augmentation.orientation_probability``). ``None``: off.
         deep_supervision: also train on the masks after every earlier decoder layer (prompt
             model only), weighted as nnU-Net weights its deeper outputs: each layer back from
             the last counts half as much, and the weights sum to 1.
@@ -201,7 +201,7 @@ class CardiacSegmentationModule(L.LightningModule):
         """One row per annotated (case, structure): ids, role, file paths, Dice, HD, HD95, volumes."""
         if batch["reference"] is None:
             raise ValueError(f"case {batch['uid']} ({batch['image_path']}) has no label to score against")
-        identity = {key: batch[key] for key in (*aggregate.CASE_KEYS, "image_path", "label_path")}
+        identity = {key: batch[key] for key in (*aggregate.CASE_KEYS, "subject", "phase", "image_path", "label_path")}
         predicted = self.predictor.predict(batch)[0].masks if predicted is None else predicted
         return score_case(predicted, batch["reference"], batch["structures"], batch["annotated"],
                           spacing_of(batch["original_affine"]), identity)
@@ -212,8 +212,10 @@ class CardiacSegmentationModule(L.LightningModule):
         self._rows.extend(self.score(batch, predicted))
         return {"masks": predicted}  # for callbacks (overlays)
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._rows.extend(self.score(batch))
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
+        predicted = self.predictor.predict(batch)[0].masks
+        self._rows.extend(self.score(batch, predicted))
+        return {"masks": predicted}  # for callbacks (worst-case overlays)
 
     def on_validation_epoch_start(self) -> None:
         self._rows = []

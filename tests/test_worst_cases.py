@@ -1,0 +1,39 @@
+"""Worst-case pictures: the lowest-Dice test cases of each group kept, worst first, written as PNG."""
+
+from types import SimpleNamespace
+
+import nibabel as nib
+import numpy as np
+from PIL import Image
+
+from lightning_modules.evaluation.worst_cases import WorstCaseOverlays, mean_dice
+
+
+def test_mean_dice_counts_annotated_structures_only():
+    reference = np.zeros((2, 4, 4, 1), bool)
+    reference[0, :2] = True
+    predicted = reference.copy()
+    predicted[1, 0, 0] = True  # a false positive in a structure the case does not annotate
+    assert mean_dice(reference, predicted, [True, False]) == 1.0
+    assert mean_dice(reference, np.zeros_like(predicted), [True, True]) == 0.5  # empty vs empty counts 1
+
+
+def test_the_worst_cases_of_each_group_are_drawn_worst_first(tmp_path):
+    image = tmp_path / "image.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.rand(8, 8, 3).astype(np.float32), np.eye(4)), image)
+    reference = np.zeros((1, 8, 8, 3), bool)
+    reference[0, 2:6, 2:6] = True
+    trainer = SimpleNamespace(log_dir=str(tmp_path / "run"), default_root_dir=str(tmp_path), is_global_zero=True,
+                              loggers=[])
+    callback = WorstCaseOverlays(cases=2)
+    callback.on_test_epoch_start(trainer, None)
+    for index, rows in enumerate((4, 0, 2, 3)):  # predicted masks of falling quality: 4 rows right... 0 rows
+        predicted = np.zeros_like(reference)
+        predicted[0, 2:2 + rows, 2:6] = True
+        batch = {"reference": reference, "annotated": [True], "task": "acdc", "center": "dijon", "modality": "bSSFP",
+                 "image_path": str(image), "original_affine": np.eye(4), "structures": ["lv"], "case_id": f"case{index}"}
+        callback.on_test_batch_end(trainer, None, {"masks": predicted}, batch, index)
+    callback.on_test_end(trainer, None)
+    pictures = sorted((tmp_path / "run" / "worst_cases" / "acdc_dijon_bSSFP").glob("*.png"))
+    assert [p.name for p in pictures] == ["1_case1.png", "2_case2.png"]  # Dice 0, then 2 of 4 rows
+    assert Image.open(pictures[0]).size == (3 * 8, 8)  # image | reference | prediction
