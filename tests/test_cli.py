@@ -175,10 +175,11 @@ def test_real_samples_experiment_checks_clean_and_trains(in_run_folder, sample_d
     real = str(REPO / "experiments" / "real_samples.yaml")
     assert main(["check", "--config", real]) == 0
     out = capsys.readouterr().out
-    assert "la_real" in out and "myops_real" in out and "C0" in out and "0.62" in out  # LA at 0.625 mm
+    assert "la_real" in out and "myops_real" in out and "acdc_real" in out and "C0" in out and "0.62" in out  # LA at 0.625 mm
     assert "96 x 72" in out and "283 x 279" in out  # median in-plane field of view at 1.25 mm: LA, MyoPS
     main(["fit", "--config", real, *SMALL, *CSV_ONLY, "--trainer.fast_dev_run", "1"])
-    assert len(list((in_run_folder / "cache" / "volumes").glob("*.pt"))) == 16 + 4 + 20 + 5 + 5  # train + val
+    # train + val: LA 16 + 4, MyoPS LGE 20 + 5 and C0 5, ACDC 8 + 2 patients of 2 frames
+    assert len(list((in_run_folder / "cache" / "volumes").glob("*.pt"))) == 16 + 4 + 20 + 5 + 5 + 2 * (8 + 2)
 
 
 @pytest.mark.slow

@@ -35,7 +35,7 @@ def test_training_batch_contract(datamodule):
         assert set(batch["target"][i].unique().tolist()) <= {0.0, 1.0}
     for key in ("task", "center", "modality", "case_id"):
         assert len(batch[key]) == B
-    assert {len(s) for s in batch["structures"]} <= {1, 3, 7}
+    assert {len(s) for s in batch["structures"]} <= {1, 4, 7}  # MyoPS: LV, myo, scar and the trained RV
 
 
 def test_foreground_sampling_finds_structures(datamodule):

@@ -17,7 +17,7 @@ from lightning_modules.training.losses import PartialLabelLoss
 # the published label codes, written here rather than read from the vocabulary, so a wrong
 # table there cannot agree with itself
 CODES = {
-    "myops": {"lv": {500}, "myo": {200, 1220, 2221}, "scar": {2221}},
+    "myops": {"lv": {500}, "myo": {200, 1220, 2221}, "scar": {2221}, "rv": {600}},
     "mmwhs": {"myo": {205}, "la": {420}, "lv": {500}, "ra": {550}, "rv": {600}, "aorta": {820}, "pa": {850}},
     "lascarqs": {"la": {255}},
 }
@@ -71,7 +71,7 @@ def test_each_prompt_target_is_its_structure_mask_whatever_the_phrasing():
             codes = batch["image"][sample, 0].round().long().numpy()
             prompts = [prompt for prompt in batch["prompts"][sample] if prompt is not None]  # None: padding
             layout = cases[sample].case.layout
-            assert len(prompts) == len(vocabulary.TASKS[task].structures)
+            assert len(prompts) == len(vocabulary.TASKS[task].trained_structures)
             for channel, prompt in enumerate(prompts):
                 structure = structure_named(prompt)
                 phrasings.setdefault(structure, set()).add(prompt)
@@ -97,7 +97,7 @@ def test_varied_wordings_keep_each_target_with_its_prompt():
         for sample, task in enumerate(batch["task"]):
             prompts = [prompt for prompt in batch["prompts"][sample] if prompt is not None]
             structures = [structure_named(prompt) for prompt in prompts]
-            assert structures == batch["structures"][sample] == list(vocabulary.TASKS[task].structures)
+            assert structures == batch["structures"][sample] == list(vocabulary.TASKS[task].trained_structures)
             codes = batch["image"][sample, 0].round().long().numpy()
             layout = cases[sample].case.layout
             for channel, structure in enumerate(structures):
@@ -128,10 +128,10 @@ def test_a_structure_the_layout_does_not_annotate_is_masked_and_gets_no_gradient
         assert moved == (structure in annotated), structure  # no push towards "absent" for the rest
 
 
-def test_patch_centres_follow_foreground_fraction_and_skip_unannotated_structures():
+def test_patch_centres_follow_foreground_fraction_over_every_trained_structure():
     # the sampler's rule, counted over many draws: the background gets 1 - fraction of the
-    # centres, each annotated structure an equal share of the rest, whatever its size; the RV,
-    # labelled in MyoPS files but no MyoPS target, is background and never a chosen structure
+    # centres, each trained structure an equal share of the rest, whatever its size; the RV,
+    # labelled in MyoPS files and trained though no MyoPS target (Task.also_trained), is one of them
     case = case_of("myops", "myops", 20, "myops-20")
     dataset = PatchDataset([case], [4, 4], foreground_fraction=0.6, augmentation=None)  # every structure has centres where it fits
     box = dataset.box(case)
@@ -139,17 +139,17 @@ def test_patch_centres_follow_foreground_fraction_and_skip_unannotated_structure
     label = dataset.subject(0)["label"].data[0]
     torch.manual_seed(0)
     draws = 3000
-    counts = torch.zeros(4)
+    counts = torch.zeros(5)
     for _ in range(draws):
         corner = dataset._corner(0, box)
         centre = tuple(c + p // 2 for c, p in zip(corner, box))
         counts[int(structure_map[centre])] += 1
         if int(structure_map[centre]) == 0:
-            assert int(label[centre]) not in (500, 200, 1220, 2221)
+            assert int(label[centre]) not in (500, 200, 1220, 2221, 600)
     shares = counts / draws
     assert abs(shares[0] - 0.4) < 0.03
-    for value in (1, 2, 3):  # lv, myo, scar: 0.2 each, scar being a few voxels and the myocardium many
-        assert abs(shares[value] - 0.2) < 0.03, shares
+    for value in (1, 2, 3, 4):  # lv, myo, scar, rv: 0.15 each, scar being a few voxels and the myocardium many
+        assert abs(shares[value] - 0.15) < 0.03, shares
     # a patch is the crop at its corner, image and label alike
     sample = dataset[(0, 11)]
     assert sample["image"].shape[-2:] == (4, 4)

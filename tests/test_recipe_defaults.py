@@ -78,9 +78,9 @@ def test_the_real_recipe_is_the_class_defaults(monkeypatch):
     differences = (_differences(config["model"], CardiacSegmentationModule, "model")
                    + _differences(config["data"], CareDataModule, "data"))
     assert differences == []
-    # the overlay names its data and run length, nothing of the model or the loader
+    # the overlay names its data, their splits and run length, nothing of the model or the loader
     overlay = yaml.safe_load((EXPERIMENTS / "real_samples.yaml").read_text())
-    assert set(overlay) == {"base", "experiment", "trainer", "data"} and set(overlay["data"]) == {"sources"}
+    assert set(overlay) == {"base", "experiment", "trainer", "data"} and set(overlay["data"]) == {"sources", "splits"}
 
 
 def test_a_changed_default_is_caught():

@@ -57,7 +57,8 @@ def test_file_option_is_refused_outside_manifest_layout(phantom_root):
 
 def test_unseen_sequence_of_a_seen_center_is_ood(phantom_root):
     root = str(phantom_myops_folder(phantom_root))
-    train = read_source(DataSource("myops", root, "myops", "c1", "LGE", "train"))
-    other = [type(c)(**{**c.__dict__, "modality": "C0", "split": "test", "image": c.label}) for c in train[:1]]
+    cases = read_source(DataSource("myops", root, "myops", "c1", "LGE", "train"))
+    train = cases[1:]  # the test patient's other sequence is never trained: one subject, one split
+    other = [type(c)(**{**c.__dict__, "modality": "C0", "split": "test", "image": c.label}) for c in cases[:1]]
     manifest = Manifest(train + other)
     assert manifest.role(train[0]) == "ID" and manifest.role(other[0]) == "OOD"

@@ -60,4 +60,4 @@ def test_unknown_task_and_layout_raise():
     with pytest.raises(ValueError, match="unknown task"):
         vocabulary.task("brain")
     with pytest.raises(ValueError, match="unknown label layout"):
-        vocabulary.layout("acdc")
+        vocabulary.layout("acdc_v2")
