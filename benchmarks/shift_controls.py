@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.model.eval()
     cli.datamodule.setup("validate" if args.split == "val" else "test")
     predictor = ShiftedPredictor(cli.model.predictor)
+    target = {k: float(v) for k, v in (pair.split("=") for pair in args.contrast_target.split(","))}
     rows: list[dict] = []
 
     def run(batch, identity, control, orientation, transforms):
@@ -189,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         for index in (args.orientations if "orientation" in args.controls else [0]):
             lv[index] = run(batch, identity, "orientation", f"d{index}", dihedral(index)).get("lv", 0.0)
         best = max(lv, key=lv.get)
+        crop = field_of_view(batch, reference_on_grid(batch)) if "field_of_view" in args.controls else None
         for orientation in dict.fromkeys([0, best]):
             base = dihedral(orientation)
             if "zoom" in args.controls:
@@ -196,18 +198,16 @@ def main(argv: list[str] | None = None) -> int:
                     inner = zoom(factor)
                     run(batch, identity, f"zoom {factor}", f"d{orientation}",
                         (lambda t, a, f=inner[0]: f(base[0](t, a), a), lambda t, a, i=inner[1]: base[1](i(t, a), a)))
-            if "field_of_view" in args.controls:
-                crop = field_of_view(batch, reference_on_grid(batch))
+            if crop is not None:
                 run(batch, identity, "field of view", f"d{orientation}",
                     (lambda t, a, c=crop[0]: base[0](c(t, a), a), base[1]))
-        means = {row["structure"]: row["mean"] for row in intensity_rows(batch, identity)}
+        intensities = intensity_rows(batch, identity) if {"contrast", "intensity"} & set(args.controls) else []
         if "contrast" in args.controls:
-            target = {k: float(v) for k, v in (pair.split("=") for pair in args.contrast_target.split(","))}
-            remap = contrast(means, target)
+            remap = contrast({row["structure"]: row["mean"] for row in intensities}, target)
             base = dihedral(best)
             run(batch, identity, "contrast", f"d{best}", (lambda t, a, r=remap: base[0](r(t, a), a), base[1]))
         if "intensity" in args.controls:
-            rows.extend(intensity_rows(batch, identity))
+            rows.extend(intensities)
         print(f"{item['case_id']} ({item['modality']}): LV Dice by orientation "
               + " ".join(f"{v:.2f}" for v in lv.values()), flush=True)
     frame = pd.DataFrame(rows)

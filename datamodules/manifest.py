@@ -110,8 +110,9 @@ class Manifest:
         return [c for c in self.cases if c.split == split]
 
     def to_frame(self) -> pd.DataFrame:
-        rows = [{"uid": c.uid, "case_id": c.case_id, "subject": c.person, "phase": c.phase, "task": c.task, "center": c.center, "modality": c.modality,
-                 "layout": c.layout, "split": c.split, "role": self.role(c), "image": c.image, "label": c.label}
+        rows = [{"uid": c.uid, "case_id": c.case_id, "subject": c.person, "phase": c.phase, "task": c.task,
+                 "center": c.center, "modality": c.modality, "layout": c.layout, "split": c.split,
+                 "role": self.role(c), "image": c.image, "label": c.label}
                 for c in self.cases]
         return pd.DataFrame(rows)
 

@@ -17,21 +17,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from importlib import resources
 from pathlib import Path
 
 from datamodules.case import SPLITS, Case
-
-
-def splits_path(name: str) -> Path:
-    """``name`` as a file: itself where it exists, else the shipped one it names
-    (``experiments/splits/real_samples.json`` from any folder, as experiments are found)."""
-    path = Path(name).expanduser()
-    if path.is_file() or path.is_absolute():
-        return path
-    relative = Path(*[part for part in path.parts if part not in ("experiments", ".")])
-    shipped = Path(str(resources.files("experiments"))) / relative
-    return shipped if shipped.is_file() else path
+from experiments import experiment_file
 
 
 class Splits:
@@ -47,7 +36,7 @@ class Splits:
     """
 
     def __init__(self, path: str | Path, fold: int = 0):
-        self.path = splits_path(str(path))
+        self.path = experiment_file(str(path))  # beside the experiments: a shipped one from any folder
         try:
             table = json.loads(self.path.read_text())
         except (OSError, ValueError) as err:

@@ -5,7 +5,7 @@ import torch
 from scipy import ndimage
 
 from lightning_modules.evaluation import aggregate
-from lightning_modules.evaluation.metrics import score_structure
+from lightning_modules.evaluation.metrics import score_case, score_structure
 
 
 def _surface(mask):
@@ -76,6 +76,16 @@ def test_empty_mask_rules():
     one = score_structure(empty, full, (1, 2, 3))
     diagonal = np.linalg.norm([4 * 1, 5 * 2, 6 * 3])
     assert one["dice"] == 0.0 and one["hd"] == pytest.approx(diagonal) and one["hd95"] == pytest.approx(diagonal)
+
+
+def test_only_annotated_structures_are_scored():
+    # a false positive in a structure the case does not annotate counts for nothing (no row at all)
+    reference = np.zeros((2, 4, 4, 2), bool)
+    reference[0, :2] = True
+    predicted = reference.copy()
+    predicted[1, 0, 0] = True
+    rows = score_case(predicted, reference, ["lv", "rv"], [True, False], (1, 1, 1), {"uid": "c"})
+    assert [(row["structure"], row["dice"]) for row in rows] == [("lv", 1.0)]
 
 
 def test_leaderboard_is_mean_over_cases_of_structure_means():

@@ -10,11 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lightning_modules.command_line.experiment_files import (
-    experiment_path,
-    shipped_experiments,
-    with_bases,
-)
+from experiments import shipped_experiments
+from lightning_modules.command_line.experiment_files import experiment_path, with_bases
 from lightning_modules.command_line.main import DESCRIPTIONS, main
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,16 +6,7 @@ import nibabel as nib
 import numpy as np
 from PIL import Image
 
-from lightning_modules.evaluation.worst_cases import WorstCaseOverlays, mean_dice
-
-
-def test_mean_dice_counts_annotated_structures_only():
-    reference = np.zeros((2, 4, 4, 1), bool)
-    reference[0, :2] = True
-    predicted = reference.copy()
-    predicted[1, 0, 0] = True  # a false positive in a structure the case does not annotate
-    assert mean_dice(reference, predicted, [True, False]) == 1.0
-    assert mean_dice(reference, np.zeros_like(predicted), [True, True]) == 0.5  # empty vs empty counts 1
+from lightning_modules.evaluation.worst_cases import WorstCaseOverlays
 
 
 def test_the_worst_cases_of_each_group_are_drawn_worst_first(tmp_path):
@@ -27,12 +18,13 @@ def test_the_worst_cases_of_each_group_are_drawn_worst_first(tmp_path):
                               loggers=[])
     callback = WorstCaseOverlays(cases=2)
     callback.on_test_epoch_start(trainer, None)
-    for index, rows in enumerate((4, 0, 2, 3)):  # predicted masks of falling quality: 4 rows right... 0 rows
+    for index, rows in enumerate((4, 0, 2, 3)):  # predictions of 4, 0, 2 and 3 of the reference's 4 rows
         predicted = np.zeros_like(reference)
         predicted[0, 2:2 + rows, 2:6] = True
+        dice = 2 * rows / (4 + rows)  # as test_step scores it
         batch = {"reference": reference, "annotated": [True], "task": "acdc", "center": "dijon", "modality": "bSSFP",
                  "image_path": str(image), "original_affine": np.eye(4), "structures": ["lv"], "case_id": f"case{index}"}
-        callback.on_test_batch_end(trainer, None, {"masks": predicted}, batch, index)
+        callback.on_test_batch_end(trainer, None, {"masks": predicted, "dice": dice}, batch, index)
     callback.on_test_end(trainer, None)
     pictures = sorted((tmp_path / "run" / "worst_cases" / "acdc_dijon_bSSFP").glob("*.png"))
     assert [p.name for p in pictures] == ["1_case1.png", "2_case2.png"]  # Dice 0, then 2 of 4 rows

@@ -37,21 +37,20 @@ def _phases(folder: Path, frames: list[int]) -> dict[int, str]:
 
 def read_acdc(source: DataSource) -> list[Case]:
     root = existing_root(source)
-    frames: dict[Path, list[tuple[int, Path]]] = {}
+    frames: dict[Path, list[tuple[int, Path, str]]] = {}
     for image in sorted(root.rglob("*_frame*.nii.gz")):
-        match = FRAME_NAME.match(image.name)
-        if match and not image.name.endswith(LABEL_SUFFIX):
-            frames.setdefault(image.parent, []).append((int(match["frame"]), image))
+        match = FRAME_NAME.match(image.name)  # labels (``_frame01_gt``) and the ``_4d`` cine do not match
+        if match:
+            frames.setdefault(image.parent, []).append((int(match["frame"]), image, match["patient"]))
     cases = []
     for folder, found in sorted(frames.items()):
-        phases = _phases(folder, [number for number, _ in found])
-        for number, image in sorted(found):
+        phases = _phases(folder, [number for number, _, _ in found])
+        for number, image, patient in sorted(found):
             case_id = image.name[: -len(".nii.gz")]
             label = image.with_name(f"{case_id}{LABEL_SUFFIX}")
             cases.append(Case(case_id=case_id, task=source.task, center=source.center, modality=source.modality,
                               layout=source.layout, image=str(image), label=str(label) if label.exists() else None,
-                              split=source.split, weight=source.weight,
-                              subject=FRAME_NAME.match(image.name)["patient"], phase=phases.get(number)))
+                              split=source.split, weight=source.weight, subject=patient, phase=phases.get(number)))
     if not cases:
         raise ValueError(f"source root {str(root)!r} holds no 'patientNNN/patientNNN_frameNN.nii.gz' (acdc layout)")
     return cases

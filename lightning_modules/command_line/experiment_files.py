@@ -10,27 +10,18 @@ has no include mechanism for this, hence the small expansion here.
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import yaml
 
-
-def shipped_experiments() -> Path:
-    """The folder of the experiments installed with the package (``experiments/`` of a checkout)."""
-    return Path(str(resources.files("experiments")))
+from experiments import experiment_file
 
 
 def experiment_path(name: str) -> Path:
     """``name`` as a file: itself where it exists, else the shipped experiment it names
     (``phantoms``, ``phantoms.yaml``, ``experiments/phantoms.yaml``, ``backbones/swinunetr.yaml``),
     so a non-editable install runs the shipped experiments from any folder."""
-    path = Path(name).expanduser()
-    if path.is_file():
-        return path
-    relative = Path(*[part for part in path.parts if part not in ("experiments", ".")]) if not path.is_absolute() else path
-    candidate = shipped_experiments() / relative.with_suffix(".yaml" if not relative.suffix else relative.suffix)
-    return candidate if candidate.is_file() else path  # a missing file is reported by the parser, by its name
+    return experiment_file(name, ".yaml")
 
 
 def with_bases(path: Path, seen: tuple[Path, ...] = ()) -> list[Path]:

@@ -17,19 +17,9 @@ from lightning_modules.evaluation.overlays import overlay_panel
 from lightning_modules.evaluation.reporting import wandb_logger
 
 
-def mean_dice(reference: np.ndarray, predicted: np.ndarray, annotated) -> float:
-    """Mean Dice over the annotated structures (both empty: 1), to rank cases without re-scoring."""
-    scores = []
-    for ref, pred, known in zip(reference, predicted, annotated):
-        if known:
-            total = ref.sum() + pred.sum()
-            scores.append(1.0 if total == 0 else 2.0 * np.logical_and(ref, pred).sum() / total)
-    return float(np.mean(scores)) if scores else float("nan")
-
-
 class WorstCaseOverlays(Callback):
     """Pictures of the ``cases`` worst test cases of each task x center x modality (lowest mean
-    Dice over the annotated structures), drawn on the slice where the reference is largest:
+    Dice over the annotated structures, as the module scored them: ``test_step``'s ``dice``), drawn on the slice where the reference is largest:
     ``worst_cases/<task>_<center>_<modality>/<rank>_<case>.png`` in the run folder, and the
     W&B table ``test/worst_cases`` when the run has a W&B logger. Only rank 0's cases under DDP.
 
@@ -49,7 +39,7 @@ class WorstCaseOverlays(Callback):
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if not self.cases or not outputs or batch.get("reference") is None or not trainer.is_global_zero:
             return
-        dice = mean_dice(np.asarray(batch["reference"]), outputs["masks"], batch["annotated"])
+        dice = outputs["dice"]
         group = self._worst.setdefault((batch["task"], batch["center"], batch["modality"]), [])
         if len(group) == self.cases and -dice <= group[0][0]:
             return  # better than every case kept

@@ -207,15 +207,18 @@ class CardiacSegmentationModule(L.LightningModule):
                           spacing_of(batch["original_affine"]), identity)
 
     # ---- validation and test ---------------------------------------------------------------
-    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+    def _scored_step(self, batch: dict) -> dict:
+        """Predict and score one volume; its masks and mean Dice go on to callbacks (overlays, worst cases)."""
         predicted = self.predictor.predict(batch)[0].masks
-        self._rows.extend(self.score(batch, predicted))
-        return {"masks": predicted}  # for callbacks (overlays)
+        rows = self.score(batch, predicted)
+        self._rows.extend(rows)
+        return {"masks": predicted, "dice": float(np.mean([row["dice"] for row in rows])) if rows else math.nan}
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._scored_step(batch)
 
     def test_step(self, batch: dict, batch_idx: int) -> dict:
-        predicted = self.predictor.predict(batch)[0].masks
-        self._rows.extend(self.score(batch, predicted))
-        return {"masks": predicted}  # for callbacks (worst-case overlays)
+        return self._scored_step(batch)
 
     def on_validation_epoch_start(self) -> None:
         self._rows = []
