@@ -65,7 +65,7 @@ class PatchDataset(Dataset):
         self.foreground_fraction = foreground_fraction
         self._subjects: dict[int, tio.Subject] = {}
         self._probabilities: dict[int, dict[int, float]] = {}  # per case: sampling chance of each map value
-        self._transforms: dict[int, tio.Transform] = {}  # per slice axis, built once
+        self._transforms: dict[tuple[int, str], tio.Transform] = {}  # per slice axis and layout, built once
         self._centre_index: dict[int, list] = {}  # per case: patch-centre candidates per structure value
 
     def __len__(self) -> int:
@@ -174,9 +174,10 @@ class PatchDataset(Dataset):
         patch = tio.Subject(image=tio.ScalarImage(tensor=subject["image"].data[(slice(None), *crop)], affine=affine),
                             label=tio.LabelMap(tensor=subject["label"].data[(slice(None), *crop)], affine=affine))
         if self.augmentation is not None:
-            key = case.slice_axis
+            key = (case.slice_axis, case.case.layout)
             if key not in self._transforms:
-                self._transforms[key] = self.augmentation.transform(key)
+                cavity = vocabulary.layout(case.case.layout).structures.get("lv", ())
+                self._transforms[key] = self.augmentation.transform(case.slice_axis, cavity_codes=tuple(cavity))
             patch = self._transforms[key](patch)
         image, label = patch["image"].data, patch["label"].data[0]
         if len(self.patch_size) == 2:

@@ -9,8 +9,10 @@ import torchio as tio
 from datamodules.preprocessing import PAD_VALUE
 from datamodules.transforms.bias_field import SeparableRandomBiasField
 from datamodules.transforms.brightness_contrast import RandomBrightnessContrast
+from datamodules.transforms.contraction import RandomVentricleContraction
 from datamodules.transforms.low_resolution import RandomLowResolution
 from datamodules.transforms.orientation import RandomInPlaneOrientation
+from datamodules.transforms.random_convolution import RandomConvolutionIntensity
 
 
 @dataclass
@@ -35,6 +37,13 @@ class Augmentation:
         orientation_probability: chance that a patch is put in one of the 8 in-plane
             orientations (mirror and quarter turns, each equally likely), so the model meets
             the heart however a center's planes and files orient it.
+        contraction_probability: chance that a patch's LV cavity is contracted as in systole
+            (the wall thickening, its area kept), so diastolic training images teach the
+            end-systolic shape of cine frames.
+        contraction_ratio: the smallest contracted-to-original cavity radius.
+        random_convolution_probability: chance that a patch's intensities are redrawn by a
+            random shallow network (GIN), so no one sequence's contrast is learnt as the
+            structure.
     """
 
     probability: float = 0.3
@@ -48,9 +57,13 @@ class Augmentation:
     brightness: float = 0.0
     contrast: float = 0.0
     orientation_probability: float = 0.0
+    contraction_probability: float = 0.0
+    contraction_ratio: float = 0.5
+    random_convolution_probability: float = 0.0
 
     def __post_init__(self):
-        for name in ("probability", "orientation_probability"):
+        for name in ("probability", "orientation_probability", "contraction_probability",
+                     "random_convolution_probability"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"augmentation {name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("rotation_degrees", "scale", "bias_field", "log_gamma", "noise_std", "blur_std"):
@@ -58,11 +71,14 @@ class Augmentation:
                 raise ValueError(f"augmentation {name} must be >= 0, got {getattr(self, name)}")
         if not (0 <= self.brightness < 1 and 0 <= self.contrast < 1):
             raise ValueError(f"augmentation brightness and contrast must be in [0, 1), got {self.brightness}, {self.contrast}")
+        if not 0 < self.contraction_ratio <= 1:
+            raise ValueError(f"augmentation contraction_ratio must be in (0, 1], got {self.contraction_ratio}")
         if self.max_downsampling < 1:
             raise ValueError(f"augmentation max_downsampling must be >= 1, got {self.max_downsampling}")
 
-    def transform(self, slice_axis: int) -> tio.Transform:
-        """The transform for patches whose slice axis is ``slice_axis``."""
+    def transform(self, slice_axis: int, cavity_codes: tuple[int, ...] = ()) -> tio.Transform:
+        """The transform for patches whose slice axis is ``slice_axis`` and whose label map
+        codes the LV cavity as ``cavity_codes`` (none: no contraction)."""
         degrees, scales = [0.0] * 6, [1.0] * 6
         degrees[2 * slice_axis: 2 * slice_axis + 2] = (-self.rotation_degrees, self.rotation_degrees)
         for axis in range(3):
@@ -72,6 +88,10 @@ class Augmentation:
         options = {"p": self.probability, "copy": False}
         in_plane = tuple(axis for axis in range(3) if axis != slice_axis)
         extra = []
+        if self.contraction_probability and cavity_codes:
+            extra.append(RandomVentricleContraction(axes=in_plane, cavity_codes=cavity_codes,
+                                                    smallest_ratio=self.contraction_ratio,
+                                                    p=self.contraction_probability, copy=False))
         if self.max_downsampling > 1:
             # one in-plane axis at a time, as a coarser acquisition matrix would be (TorchIO's
             # RandomAnisotropy rule, resized in torch: 4-8x cheaper at 96^3)
@@ -89,4 +109,7 @@ class Augmentation:
             *([RandomBrightnessContrast(self.brightness, self.contrast, **options)] if self.brightness or self.contrast else []),
             tio.RandomBlur(std=(0, self.blur_std), **options),
             tio.RandomNoise(std=(0, self.noise_std), **options),
+            # last: a redrawn contrast is not undone by the intensity transforms above
+            *([RandomConvolutionIntensity(axes=in_plane, p=self.random_convolution_probability, copy=False)]
+              if self.random_convolution_probability else []),
         ], copy=False)
