@@ -17,6 +17,8 @@ import torchio as tio
 from torchio.transforms.augmentation import RandomTransform
 from torchio.transforms.spatial_transform import SpatialTransform
 
+from datamodules.transforms.orientation import slice_axis_of
+
 
 def contraction_sources(shape: tuple[int, int], centre: torch.Tensor, radius: float, ratio: float) -> torch.Tensor:
     """Source position ``[H, W, 2]`` (voxels) of every voxel of a plane whose circular cavity of
@@ -57,8 +59,7 @@ class RandomVentricleContraction(RandomTransform, SpatialTransform):
     def __init__(self, axes: tuple[int, int], cavity_codes: tuple[int, ...], smallest_ratio: float = 0.5,
                  label_key: str = "label", min_voxels: int = 20, **kwargs):
         super().__init__(**kwargs)
-        if len(axes) != 2 or len(set(axes)) != 2 or any(axis not in (0, 1, 2) for axis in axes):
-            raise ValueError(f"axes must be two different spatial axes (0-2), got {axes}")
+        self.slice_axis = slice_axis_of(axes)
         if not 0 < smallest_ratio <= 1:
             raise ValueError(f"smallest_ratio must be in (0, 1], got {smallest_ratio}")
         self.axes = tuple(axes)
@@ -71,7 +72,7 @@ class RandomVentricleContraction(RandomTransform, SpatialTransform):
         if not self.cavity_codes or self.label_key not in subject:
             return subject
         ratio = self.smallest_ratio + (1 - self.smallest_ratio) * float(torch.rand(()))
-        slice_axis = next(axis for axis in range(3) if axis not in self.axes)
+        slice_axis = self.slice_axis
         label = subject[self.label_key].data[0]
         cavity = torch.isin(label, torch.tensor(self.cavity_codes, dtype=label.dtype))
         grids = {}

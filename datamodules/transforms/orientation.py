@@ -15,6 +15,14 @@ from torchio.transforms.augmentation import RandomTransform
 from torchio.transforms.spatial_transform import SpatialTransform
 
 
+def slice_axis_of(axes: tuple[int, int]) -> int:
+    """The spatial axis across the plane ``axes`` (two different axes of 0-2), checked once for
+    every in-plane transform."""
+    if len(axes) != 2 or len(set(axes)) != 2 or any(axis not in (0, 1, 2) for axis in axes):
+        raise ValueError(f"axes must be two different spatial axes (0-2), got {axes}")
+    return next(axis for axis in range(3) if axis not in axes)
+
+
 class RandomInPlaneOrientation(RandomTransform, SpatialTransform):
     """One of the 8 orientations of the plane spanned by ``axes`` (a mirror, then 0-3 quarter
     turns), each equally likely, applied alike to images and label maps. A patch that is not
@@ -27,8 +35,7 @@ class RandomInPlaneOrientation(RandomTransform, SpatialTransform):
 
     def __init__(self, axes: tuple[int, int], **kwargs):
         super().__init__(**kwargs)
-        if len(axes) != 2 or len(set(axes)) != 2 or any(axis not in (0, 1, 2) for axis in axes):
-            raise ValueError(f"axes must be two different spatial axes (0-2), got {axes}")
+        slice_axis_of(axes)
         self.axes = tuple(axes)
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:

@@ -17,6 +17,8 @@ import torchio as tio
 from torchio.transforms.augmentation import RandomTransform
 from torchio.transforms.intensity_transform import IntensityTransform
 
+from datamodules.transforms.orientation import slice_axis_of
+
 
 class RandomConvolutionIntensity(RandomTransform, IntensityTransform):
     """Pass each scalar image through ``layers`` random in-plane convolutions (kernel 1 or 3,
@@ -33,8 +35,7 @@ class RandomConvolutionIntensity(RandomTransform, IntensityTransform):
 
     def __init__(self, axes: tuple[int, int], layers: int = 4, channels: int = 2, **kwargs):
         super().__init__(**kwargs)
-        if len(axes) != 2 or len(set(axes)) != 2 or any(axis not in (0, 1, 2) for axis in axes):
-            raise ValueError(f"axes must be two different spatial axes (0-2), got {axes}")
+        self.slice_axis = slice_axis_of(axes)
         if layers < 2 or channels < 1:
             raise ValueError(f"layers must be >= 2 and channels >= 1, got {layers}, {channels}")
         self.axes = tuple(axes)
@@ -42,7 +43,7 @@ class RandomConvolutionIntensity(RandomTransform, IntensityTransform):
         self.channels = channels
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
-        slice_axis = next(axis for axis in range(3) if axis not in self.axes)
+        slice_axis = self.slice_axis
         for image in self.get_images(subject):
             data = image.data.float()
             planes = data.movedim(1 + slice_axis, 0)  # [S, C, *plane]: slices as a batch
