@@ -21,7 +21,7 @@ demo: install
 
 # The test suite; real-sample tests read CARE_SAMPLE_DATA, else ../shared/data (skipped, with the reason in the summary, only where that is absent).
 test: install
-	$(BIN)/python -m pytest -q -rs --timeout 600
+	$(BIN)/python -m pytest -q -rs --timeout 600 --durations=15
 
 clean-venv:
 	rm -rf $(VENV)

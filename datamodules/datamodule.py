@@ -36,8 +36,6 @@ class CareDataModule(L.LightningDataModule):
         batch_size: training patches per batch (per device).
         samples_per_epoch: training patches drawn per epoch, over all devices.
         foreground_fraction: share of patches centred on an annotated structure.
-        foreground_offset: largest shift of such a patch off its structure voxel, as a fraction
-            of half the patch (0: centred on it; 1: the voxel anywhere in the patch).
         task_sampling: share of tasks (and of centers/modalities within a task):
             ``uniform``, ``proportional`` to case counts, or ``temperature``.
         temperature: exponent 1/T on case counts for ``temperature`` sampling.
@@ -74,7 +72,6 @@ class CareDataModule(L.LightningDataModule):
         batch_size: int = 8,
         samples_per_epoch: int = 512,
         foreground_fraction: float = 0.7,
-        foreground_offset: float = 0.0,
         task_sampling: TaskSampling = "uniform",
         temperature: float = 2.0,
         task_weights: dict[str, float] | None = None,
@@ -109,9 +106,8 @@ class CareDataModule(L.LightningDataModule):
         self.unseen_centers = list(unseen_centers)
         if len(patch_size) not in (2, 3) or min(patch_size) < 1:
             raise ValueError(f"patch_size must be 2 or 3 positive sizes, got {list(patch_size)}")
-        if not (0 <= foreground_fraction <= 1 and 0 <= foreground_offset <= 1):
-            raise ValueError(f"foreground_fraction and foreground_offset must be in [0, 1], got "
-                             f"{foreground_fraction} and {foreground_offset}")
+        if not 0 <= foreground_fraction <= 1:  # here, not first at the training loader, after preprocessing
+            raise ValueError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}")
         if batch_size < 1 or samples_per_epoch < 1 or num_workers < 0:
             raise ValueError("batch_size and samples_per_epoch must be >= 1 and num_workers >= 0")
         self.sources = list(sources)
@@ -120,7 +116,6 @@ class CareDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.samples_per_epoch = samples_per_epoch
         self.foreground_fraction = foreground_fraction
-        self.foreground_offset = foreground_offset
         self.task_sampling = task_sampling
         self.temperature = temperature
         self.task_weights = task_weights
@@ -202,7 +197,7 @@ class CareDataModule(L.LightningDataModule):
         cases = self.cases("train")
         weights = case_weights([c.case for c in cases], self.task_sampling, self.temperature, self.task_weights)
         dataset = PatchDataset(cases, self.patch_size, self.foreground_fraction, self.augmentation,
-                               self.synonym_probability, self.prompt_wording_probability, self.foreground_offset)
+                               self.synonym_probability, self.prompt_wording_probability)
         sampler = WeightedCaseSampler(weights, self.samples_per_epoch, seed=self.seed)
         return ResumableDataLoader(dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=collate_patches,
                                    drop_last=True, **self._loader_kwargs())

@@ -38,17 +38,12 @@ class PatchDataset(Dataset):
 
     For 2D models (``len(patch_size) == 2``) a patch is one slice taken across the case's slice
     axis, which comes from the spacing; for 3D models a box. A ``foreground_fraction`` of patches
-    is centred on an annotated structure (the rule of TorchIO's ``LabelSampler``, with candidates cached per case),
-    then shifted by up to ``foreground_offset`` of half the patch, so the structure is not always
-    at the window's centre (at inference it meets every position of a sliding window).
+    is centred on an annotated structure (the rule of TorchIO's ``LabelSampler``, with candidates cached per case).
 
     Args:
         cases: preprocessed training cases.
         patch_size: in-plane size ``[H, W]`` (2D) or ``[X, Y, Z]`` (3D), in voxels.
         foreground_fraction: share of patches centred on foreground.
-        foreground_offset: largest shift of a foreground-centred patch from its drawn voxel, as a
-            fraction of half the patch per in-plane axis (0: centred; 1: the voxel anywhere in the
-            patch), drawn uniformly and clipped to the volume.
         augmentation: random transforms, or ``None``.
         synonym_probability: chance that a prompt is phrased with a random synonym.
         wording_probability: chance that a prompt is written in a random sentence frame and
@@ -57,14 +52,11 @@ class PatchDataset(Dataset):
 
     def __init__(self, cases: list[PreprocessedCase], patch_size: list[int], foreground_fraction: float = 0.67,
                  augmentation: Augmentation | None = None, synonym_probability: float = 0.5,
-                 wording_probability: float = 0.5, foreground_offset: float = 0.0):
+                 wording_probability: float = 0.5):
         if len(patch_size) not in (2, 3):
             raise ValueError(f"patch_size must have 2 (2D) or 3 (3D) entries, got {patch_size}")
         if not 0 <= foreground_fraction <= 1:
             raise ValueError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}")
-        if not 0 <= foreground_offset <= 1:
-            raise ValueError(f"foreground_offset must be in [0, 1], got {foreground_offset}")
-        self.foreground_offset = foreground_offset
         self.cases = cases
         self.patch_size = list(patch_size)
         self.augmentation = augmentation
@@ -159,16 +151,7 @@ class PatchDataset(Dataset):
                 centre = tuple(int(torch.randint(low, high + 1, ())) for low, high in bounds)
                 if int(structures[centre]) == value:
                     break
-        corner = [int(c) - p // 2 for c, p in zip(centre, box)]
-        if value != 0 and self.foreground_offset > 0:
-            # neither TorchIO's LabelSampler nor MONAI's RandCropByLabelClasses shifts the crop off
-            # its drawn voxel: the shift is drawn here, then clipped so the patch stays inside
-            for axis, size in enumerate(box):
-                reach = int(self.foreground_offset * (size // 2))
-                if reach:  # the voxel sits at size // 2 of the patch: it may move to 0 .. size - 1
-                    shifted = corner[axis] + int(torch.randint(-min(reach, size - 1 - size // 2), reach + 1, ()))
-                    corner[axis] = min(max(shifted, 0), shape[axis] - size)
-        return tuple(corner)
+        return tuple(int(c) - p // 2 for c, p in zip(centre, box))
 
     def __getitem__(self, draw: PatchDraw | int) -> dict:
         if isinstance(draw, int):

@@ -133,6 +133,8 @@ def test_bad_datamodule_arguments_raise(phantom_root):
         CareDataModule(phantom_sources(phantom_root), patch_size=[64])
     with pytest.raises(ValueError, match="sources is empty"):
         CareDataModule([])
+    with pytest.raises(ValueError, match="foreground_fraction"):  # at construction, before any preprocessing
+        CareDataModule(phantom_sources(phantom_root), foreground_fraction=1.5)
     with pytest.raises(ValueError, match="probability"):
         Augmentation(probability=2.0)
 

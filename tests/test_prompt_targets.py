@@ -5,7 +5,6 @@ layout does not annotate is masked out, never a negative."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 import vocabulary
@@ -154,31 +153,3 @@ def test_patch_centres_follow_foreground_fraction_over_every_trained_structure()
     # a patch is the crop at its corner, image and label alike
     sample = dataset[(0, 11)]
     assert sample["image"].shape[-2:] == (4, 4)
-
-
-def test_foreground_offset_moves_the_structure_across_the_patch_and_keeps_it_inside():
-    # one labelled voxel: a foreground patch centred on it has it at the patch centre; with
-    # foreground_offset 1 it lies anywhere in the patch (never outside), and the patch never
-    # leaves the volume, even for a voxel near the border
-    label = np.zeros((40, 40, 3), dtype=np.int32)
-    label[20, 20, 1] = label[3, 36, 1] = 255
-    record = Case("one", "la", "c", "LGE", "lascarqs", "one.nii.gz", "one_gt.nii.gz", "train")
-    case = PreprocessedCase(record, "ID", torch.from_numpy(label[None].astype(np.float32)), torch.from_numpy(label),
-                            np.eye(4), 2, label.shape, np.eye(4))
-    box = (16, 16, 1)
-    centred = PatchDataset([case], [16, 16], foreground_fraction=1.0, augmentation=None)
-    shifted = PatchDataset([case], [16, 16], foreground_fraction=1.0, augmentation=None, foreground_offset=1.0)
-    torch.manual_seed(0)
-    assert {centred._corner(0, box) for _ in range(50)} <= {(12, 12, 1), (0, 28, 1)}  # (3, 36) clipped to fit
-    seen = []
-    for _ in range(400):
-        corner = shifted._corner(0, box)
-        assert all(0 <= c <= s - b for c, s, b in zip(corner, label.shape, box)), corner
-        inside = [(x - corner[0], y - corner[1]) for x, y in ((20, 20), (3, 36))
-                  if 0 <= x - corner[0] < 16 and 0 <= y - corner[1] < 16]
-        assert inside, corner
-        seen.extend(inside)
-    rows = [x for x, _ in seen]
-    assert min(rows) <= 1 and max(rows) >= 14  # the voxel reaches both edges of the patch
-    with pytest.raises(ValueError, match="foreground_offset"):
-        PatchDataset([case], [16, 16], foreground_offset=1.5)
