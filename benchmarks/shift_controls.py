@@ -35,6 +35,8 @@ import torchio as tio
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from trained_model import trained_experiment  # noqa: E402
+
 from datamodules.collate import collate_volume  # noqa: E402
 from datamodules.geometry import spacing_of  # noqa: E402
 from datamodules.preprocessing import PAD_VALUE  # noqa: E402
@@ -148,9 +150,6 @@ def intensity_rows(batch: dict, identity: dict) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", action="append", required=True)
-    parser.add_argument("--ckpt_path", required=True)
-    parser.add_argument("--split", default="val", choices=["val", "test"])
     parser.add_argument("--output", required=True)
     parser.add_argument("--controls", nargs="+", default=["orientation", "zoom", "field_of_view", "intensity"])
     parser.add_argument("--phase", help="only cases of this cardiac phase (ACDC: ED or ES)")
@@ -158,17 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the orientations tried (0-7), the best of them used for the other suspects")
     parser.add_argument("--contrast_target", default="rest=-0.05,myo=0.96,lv=2.35",
                         help="mean normalised intensities the contrast control maps onto (default: MyoPS C0 validation)")
-    args, overrides = parser.parse_known_args(argv)
-    from lightning_modules.command_line.experiment import build_experiment
-    from lightning_modules.inference.checkpoint_weights import (
-        experiment_settings,
-        load_weights,
-    )
-
-    cli = build_experiment([w for c in args.config for w in ("--config", c)] + overrides)
-    load_weights(cli.model, Path(args.ckpt_path), experiment_settings(cli))
-    cli.model.eval()
-    cli.datamodule.setup("validate" if args.split == "val" else "test")
+    args, cli = trained_experiment(argv, parser)
     predictor = ShiftedPredictor(cli.model.predictor)
     target = {k: float(v) for k, v in (pair.split("=") for pair in args.contrast_target.split(","))}
     rows: list[dict] = []

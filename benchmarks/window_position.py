@@ -27,6 +27,8 @@ import torchio as tio
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from trained_model import trained_experiment  # noqa: E402
+
 from datamodules.collate import collate_volume  # noqa: E402
 from datamodules.volumes import VolumeDataset  # noqa: E402
 from lightning_modules.evaluation.results_io import unused_path, write_csv_atomic  # noqa: E402
@@ -42,24 +44,11 @@ def structure_on_grid(batch: dict, structure: str) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", action="append", required=True)
-    parser.add_argument("--ckpt_path", required=True)
-    parser.add_argument("--split", default="val", choices=["val", "test"])
     parser.add_argument("--output", required=True)
     parser.add_argument("--structure", default="lv")
     parser.add_argument("--stride", type=int, default=8)
     parser.add_argument("--margin", type=float, default=0.125, help="interior: this share of the window from every edge")
-    args, overrides = parser.parse_known_args(argv)
-    from lightning_modules.command_line.experiment import build_experiment
-    from lightning_modules.inference.checkpoint_weights import (
-        experiment_settings,
-        load_weights,
-    )
-
-    cli = build_experiment([w for c in args.config for w in ("--config", c)] + overrides)
-    load_weights(cli.model, Path(args.ckpt_path), experiment_settings(cli))
-    cli.model.eval()
-    cli.datamodule.setup("validate" if args.split == "val" else "test")
+    args, cli = trained_experiment(argv, parser)
     net, size = cli.model.net, cli.datamodule.patch_size
     if len(size) != 2:
         raise SystemExit("the probe slides 2D windows: a 2D experiment is needed")
