@@ -30,12 +30,11 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-import torchio as tio
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from trained_model import trained_experiment  # noqa: E402
+from trained_model import mask_on_grid, trained_experiment  # noqa: E402
 
 from datamodules.collate import collate_volume  # noqa: E402
 from datamodules.geometry import spacing_of  # noqa: E402
@@ -95,10 +94,7 @@ def zoom(factor: float):
 
 def reference_on_grid(batch: dict) -> np.ndarray:
     """Union of the reference structures on the preprocessed grid (nearest neighbour)."""
-    union = np.asarray(batch["reference"]).any(0).astype(np.uint8)
-    label = tio.LabelMap(tensor=torch.from_numpy(union)[None], affine=batch["original_affine"])
-    grid = (tuple(batch["image"].shape[2:]), batch["affine"])
-    return tio.Resample(grid)(label).data[0].numpy() > 0
+    return mask_on_grid(batch, np.asarray(batch["reference"]).any(0))
 
 
 def field_of_view(batch: dict, inside: np.ndarray):

@@ -5,6 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+import torch
+import torchio as tio
+
+
+def mask_on_grid(batch: dict, mask: np.ndarray) -> np.ndarray:
+    """A mask on the case's original grid -> the same mask on its preprocessed grid (nearest neighbour)."""
+    label = tio.LabelMap(tensor=torch.from_numpy(mask.astype(np.uint8))[None], affine=batch["original_affine"])
+    grid = (tuple(batch["image"].shape[2:]), batch["affine"])
+    return tio.Resample(grid)(label).data[0].numpy() > 0
+
 
 def trained_experiment(argv: list[str] | None, parser: argparse.ArgumentParser):
     """Parse ``--config`` (repeatable), ``--ckpt_path`` and ``--split`` with ``parser``'s own

@@ -22,24 +22,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torchio as tio
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from trained_model import trained_experiment  # noqa: E402
+from trained_model import mask_on_grid, trained_experiment  # noqa: E402
 
 from datamodules.collate import collate_volume  # noqa: E402
+from datamodules.preprocessing import PAD_VALUE  # noqa: E402
 from datamodules.volumes import VolumeDataset  # noqa: E402
 from lightning_modules.evaluation.results_io import unused_path, write_csv_atomic  # noqa: E402
-
-
-def structure_on_grid(batch: dict, structure: str) -> np.ndarray:
-    """The reference mask of ``structure`` on the preprocessed grid (nearest neighbour)."""
-    mask = np.asarray(batch["reference"])[list(batch["structures"]).index(structure)].astype(np.uint8)
-    label = tio.LabelMap(tensor=torch.from_numpy(mask)[None], affine=batch["original_affine"])
-    grid = (tuple(batch["image"].shape[2:]), batch["affine"])
-    return tio.Resample(grid)(label).data[0].numpy() > 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,22 +45,24 @@ def main(argv: list[str] | None = None) -> int:
     if len(size) != 2:
         raise SystemExit("the probe slides 2D windows: a 2D experiment is needed")
     margin = [int(s * args.margin) for s in size]
-    biases: list[float] = []
+    interior = torch.zeros(size, dtype=torch.bool)  # voxels whose context the window holds
+    interior[margin[0]:size[0] - margin[0], margin[1]:size[1] - margin[1]] = True
+    biases: list[torch.Tensor] = []  # the decoder's per-window bias, caught on its way out
     hook = net.decoder.to_bias.register_forward_hook(lambda module, inputs, output: biases.append(output))
     rows = []
     for item in VolumeDataset(cli.datamodule.cases(args.split)):
         batch = collate_volume([item])
         if args.structure not in batch["structures"]:
             continue
-        reference = structure_on_grid(batch, args.structure)
+        channel = list(batch["structures"]).index(args.structure)
+        reference = mask_on_grid(batch, np.asarray(batch["reference"])[channel])
         axis = batch["slice_axis"]
         index = int(np.argmax(reference.sum(tuple(a for a in range(3) if a != axis))))
         image = batch["image"][0, 0].select(axis, index)
         target = torch.from_numpy(reference).select(axis, index)
         pad = [max(s - n, 0) for s, n in zip(size, image.shape)]
-        image = torch.nn.functional.pad(image, (0, pad[1], 0, pad[0]))  # the padding value is 0 (PAD_VALUE)
+        image = torch.nn.functional.pad(image, (0, pad[1], 0, pad[0]), value=PAD_VALUE)  # as the inferers pad
         target = torch.nn.functional.pad(target, (0, pad[1], 0, pad[0]))
-        channel = list(batch["structures"]).index(args.structure)
         embeddings, padding = net.encode_prompts([list(batch["prompts"][0])])
         total = int(target.sum())
         for x in range(0, image.shape[0] - size[0] + 1, args.stride):
@@ -80,8 +74,6 @@ def main(argv: list[str] | None = None) -> int:
                 biases.clear()
                 with torch.no_grad():
                     logits = net(window, embeddings, padding)[0, channel]
-                interior = torch.zeros_like(held)
-                interior[margin[0]:size[0] - margin[0], margin[1]:size[1] - margin[1]] = True
                 inner = held & interior
                 rows.append({"case_id": batch["case_id"], "modality": batch["modality"], "x": x, "y": y,
                              "held": float(held.sum()) / total, "interior_voxels": int(inner.sum()),
