@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Callable, Literal, Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -54,18 +54,11 @@ class PromptMaskDecoder(nn.Module):
         num_heads: attention heads.
         token_grid: largest token grid per axis of one scale.
         position_frequencies: Fourier frequencies of the token positional encoding.
-        bias_from: what each prompt's mask bias is computed from: ``"query"``, the query refined
-            against the window's tokens (SAT), so the bias is one number per window that falls as
-            the structure leaves the window; ``"prompt"``, the prompt embedding alone, the same in
-            every window, so presence is decided per voxel by the kernel and the features.
     """
 
     def __init__(self, feature_channels: int, embed_dim: int, memory_channels: list[int] | None = None,
-                 num_layers: int = 2, num_heads: int = 4, token_grid: int = 8, position_frequencies: int = 4,
-                 bias_from: Literal["query", "prompt"] = "query"):
+                 num_layers: int = 2, num_heads: int = 4, token_grid: int = 8, position_frequencies: int = 4):
         super().__init__()
-        if bias_from not in ("query", "prompt"):
-            raise ValueError(f"bias_from must be 'query' or 'prompt', got {bias_from!r}")
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
         if min(feature_channels, num_layers, token_grid, position_frequencies) < 1:
@@ -87,8 +80,6 @@ class PromptMaskDecoder(nn.Module):
         self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
         self.norm = nn.LayerNorm(embed_dim)
         self.to_kernel = nn.Sequential(nn.Linear(embed_dim, embed_dim), nn.GELU(), nn.Linear(embed_dim, feature_channels))
-        self.bias_from = bias_from
-        self.bias_norm = nn.LayerNorm(embed_dim) if bias_from == "prompt" else None
         self.to_bias = nn.Linear(embed_dim, 1)
 
     def _tokens(self, level: int, feature_map: torch.Tensor) -> torch.Tensor:
@@ -102,12 +93,11 @@ class PromptMaskDecoder(nn.Module):
         tokens = tokens + positions
         return tokens + self.level_embedding[level] if self.level_embedding is not None else tokens
 
-    def _logits(self, queries: torch.Tensor, features: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def _logits(self, queries: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         queries = self.norm(queries)
         kernels = self.to_kernel(queries)
         logits = torch.einsum("bpf,bf...->bp...", kernels, features) / math.sqrt(self.feature_channels)
-        bias = self.to_bias(queries) if bias is None else bias
-        return logits + bias.view(*queries.shape[:2], *([1] * (features.ndim - 2)))
+        return logits + self.to_bias(queries).view(*queries.shape[:2], *([1] * (features.ndim - 2)))
 
     def forward(self, features: torch.Tensor, queries: torch.Tensor, padding: torch.Tensor | None = None,
                 memory: list[torch.Tensor] | None = None, all_layers: bool = False):
@@ -132,12 +122,11 @@ class PromptMaskDecoder(nn.Module):
         # each query attends only to itself (True = not attended), so no prompt reads another;
         # a padding mask would then leave a padded query nothing to attend to (NaN), so none is passed
         self_mask = ~torch.eye(queries.shape[1], dtype=torch.bool, device=queries.device)
-        bias = self.to_bias(self.bias_norm(queries)) if self.bias_norm is not None else None
         outputs = []
         for index, layer in enumerate(self.layers):
             queries = layer(queries, tokens[index % len(tokens)], tgt_mask=self_mask)
             if all_layers or index == len(self.layers) - 1:
-                outputs.append(self._logits(queries, features, bias))
+                outputs.append(self._logits(queries, features))
         return outputs if all_layers else outputs[-1]
 
 

@@ -340,16 +340,3 @@ def test_embedding_noise_perturbs_training_prompts_only():
     assert torch.equal(noisy(prompts)[0], again) and torch.equal(torch.get_rng_state(), state)
     with pytest.raises(ValueError, match="embedding_noise"):
         TextPromptEncoder(embedding_noise=-0.1)
-
-
-@pytest.mark.parametrize("bias_from", ["query", "prompt"])
-def test_prompt_bias_is_the_same_in_every_window(bias_from):
-    """With ``bias_from="prompt"`` what a window adds to every voxel does not depend on what the window holds."""
-    torch.manual_seed(0)
-    decoder = PromptMaskDecoder(FEATURES, 32, memory_channels=[8], num_heads=2, bias_from=bias_from)
-    features = torch.zeros(2, FEATURES, 16, 16)  # logits are then the bias alone
-    windows = [torch.randn(2, 8, 8, 8)]  # two windows holding different images
-    logits = decoder(features, torch.randn(1, 3, 32).expand(2, -1, -1), memory=windows)
-    assert torch.allclose(logits[0], logits[1]) == (bias_from == "prompt")
-    with pytest.raises(ValueError, match="bias_from"):
-        PromptMaskDecoder(FEATURES, 32, bias_from="window")
