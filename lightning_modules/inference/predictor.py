@@ -18,10 +18,15 @@ from lightning_modules.inference.postprocessing import PostProcessing
 from networks.segmenter import PromptSegmenter
 from vocabulary import prompt
 
+# the sliding windows of every inferer the project builds (nnU-Net's Gaussian blending; overlap 0.25
+# chosen on validation: benchmarks/DECISIONS.md, "window overlap 0.5")
+WINDOW_BATCH, WINDOW_OVERLAP, WINDOW_BLEND = 32, 0.25, "gaussian"
+
 
 def default_inferer(patch_size: list[int]) -> Inferer:
     """Training-patch-sized windows, Gaussian weighting, overlap 0.25: slice by slice for a 2D patch."""
-    options = {"roi_size": list(patch_size), "sw_batch_size": 32, "overlap": 0.25, "mode": "gaussian"}
+    options = {"roi_size": list(patch_size), "sw_batch_size": WINDOW_BATCH, "overlap": WINDOW_OVERLAP,
+               "mode": WINDOW_BLEND}
     return SliceInferer(spatial_dim=2, **options) if len(patch_size) == 2 else SlidingWindowInferer(**options)
 
 
