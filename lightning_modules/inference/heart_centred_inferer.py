@@ -7,7 +7,6 @@ from typing import Any, Sequence
 
 import torch
 from monai.inferers import SliceInferer
-from monai.transforms import KeepLargestConnectedComponent
 
 from lightning_modules.inference.predictor import (
     WINDOW_BATCH,
@@ -46,28 +45,21 @@ class HeartCentredSliceInferer(SliceInferer):
         sw_batch_size, overlap, mode: the sliding windows, as MONAI's (the project's defaults).
         margin: share of the window, at each edge, over which the centred answer hands over to
             the sliding windows'.
-        largest_region: centre on the largest connected region of the marked voxels only, so
-            stray detections away from the heart do not pull the window off it.
     """
 
     def __init__(self, roi_size: Sequence[int], spatial_dim: int = 2, sw_batch_size: int = WINDOW_BATCH,
-                 overlap: float = WINDOW_OVERLAP, mode: str = WINDOW_BLEND, margin: float = 0.125,
-                 largest_region: bool = False):
+                 overlap: float = WINDOW_OVERLAP, mode: str = WINDOW_BLEND, margin: float = 0.125):
         super().__init__(spatial_dim, roi_size=roi_size, sw_batch_size=sw_batch_size, overlap=overlap, mode=mode)
         if not 0 < margin <= 0.5:
             raise ValueError(f"margin must be in (0, 0.5], got {margin}")
         self.margin = margin
-        self.largest_region = KeepLargestConnectedComponent(applied_labels=[1], is_onehot=False) if largest_region else None
 
     def __call__(self, inputs: torch.Tensor, network, *args: Any, **kwargs: Any) -> torch.Tensor:
         logits = super().__call__(inputs, network, *args, **kwargs)
         plane = [axis for axis in range(2, inputs.ndim) if axis != 2 + self.spatial_dim]
-        marked = (logits[0] > 0).any(0)
-        if not marked.any():
+        marked = (logits[0] > 0).any(0).nonzero()  # [N, 3] voxel indices of the spatial axes
+        if len(marked) == 0:
             return logits
-        if self.largest_region is not None:
-            marked = self.largest_region(marked[None].to(torch.uint8))[0].bool()
-        marked = marked.nonzero()  # [N, 3] voxel indices of the spatial axes
         region = [slice(None)] * inputs.ndim
         for axis, size in zip(plane, self.roi_size):
             length = inputs.shape[axis]
