@@ -45,25 +45,17 @@ class HeartCentredSliceInferer(SliceInferer):
         sw_batch_size, overlap, mode: the sliding windows, as MONAI's (the project's defaults).
         margin: share of the window, at each edge, over which the centred answer hands over to
             the sliding windows'.
-        rounds: centred windows run one after another, each centred on the marks of the last.
     """
 
     def __init__(self, roi_size: Sequence[int], spatial_dim: int = 2, sw_batch_size: int = WINDOW_BATCH,
-                 overlap: float = WINDOW_OVERLAP, mode: str = WINDOW_BLEND, margin: float = 0.125,
-                 rounds: int = 1):
+                 overlap: float = WINDOW_OVERLAP, mode: str = WINDOW_BLEND, margin: float = 0.125):
         super().__init__(spatial_dim, roi_size=roi_size, sw_batch_size=sw_batch_size, overlap=overlap, mode=mode)
         if not 0 < margin <= 0.5:
             raise ValueError(f"margin must be in (0, 0.5], got {margin}")
         self.margin = margin
-        self.rounds = rounds
 
     def __call__(self, inputs: torch.Tensor, network, *args: Any, **kwargs: Any) -> torch.Tensor:
         logits = super().__call__(inputs, network, *args, **kwargs)
-        for _ in range(self.rounds):
-            logits = self._centred_round(inputs, logits, network, *args, **kwargs)
-        return logits
-
-    def _centred_round(self, inputs: torch.Tensor, logits: torch.Tensor, network, *args: Any, **kwargs: Any) -> torch.Tensor:
         plane = [axis for axis in range(2, inputs.ndim) if axis != 2 + self.spatial_dim]
         marked = (logits[0] > 0).any(0).nonzero()  # [N, 3] voxel indices of the spatial axes
         if len(marked) == 0:
