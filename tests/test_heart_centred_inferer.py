@@ -70,9 +70,11 @@ def test_nothing_marked_leaves_the_sliding_answer_and_runs_no_second_pass():
     assert len(calls) == 1  # the sliding windows' one batch, no centred window
 
 
-def test_bad_margin_is_refused():
+def test_bad_margin_and_a_batch_of_volumes_are_refused():
     with pytest.raises(ValueError, match="margin"):
         HeartCentredSliceInferer((WINDOW, WINDOW), margin=0.0)
+    with pytest.raises(ValueError, match="one volume at a time"):
+        HeartCentredSliceInferer((WINDOW, WINDOW))(heart_image().expand(2, -1, -1, -1, -1), window_bound_network)
 
 
 def test_the_leave_out_experiment_infers_with_it_at_its_patch_size(in_run_folder):

@@ -55,6 +55,8 @@ class HeartCentredSliceInferer(SliceInferer):
         self.margin = margin
 
     def __call__(self, inputs: torch.Tensor, network, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if inputs.shape[0] != 1:  # one heart's centre per call: several volumes would share the first's
+            raise ValueError(f"HeartCentredSliceInferer takes one volume at a time, got a batch of {inputs.shape[0]}")
         logits = super().__call__(inputs, network, *args, **kwargs)
         plane = [axis for axis in range(2, inputs.ndim) if axis != 2 + self.spatial_dim]
         marked = (logits[0] > 0).any(0).nonzero()  # [N, 3] voxel indices of the spatial axes
