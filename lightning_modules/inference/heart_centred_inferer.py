@@ -45,20 +45,14 @@ class HeartCentredSliceInferer(SliceInferer):
         sw_batch_size, overlap, mode: the sliding windows, as MONAI's (the project's defaults).
         margin: share of the window, at each edge, over which the centred answer hands over to
             the sliding windows'.
-        combine: ``replace``: inside the window the centred answer replaces the sliding windows';
-            ``max``: the voxel-wise maximum of the two logits (their union).
     """
 
     def __init__(self, roi_size: Sequence[int], spatial_dim: int = 2, sw_batch_size: int = WINDOW_BATCH,
-                 overlap: float = WINDOW_OVERLAP, mode: str = WINDOW_BLEND, margin: float = 0.125,
-                 combine: str = "replace"):
+                 overlap: float = WINDOW_OVERLAP, mode: str = WINDOW_BLEND, margin: float = 0.125):
         super().__init__(spatial_dim, roi_size=roi_size, sw_batch_size=sw_batch_size, overlap=overlap, mode=mode)
         if not 0 < margin <= 0.5:
             raise ValueError(f"margin must be in (0, 0.5], got {margin}")
-        if combine not in ("replace", "max"):
-            raise ValueError(f"combine must be 'replace' or 'max', got {combine!r}")
         self.margin = margin
-        self.combine = combine
 
     def __call__(self, inputs: torch.Tensor, network, *args: Any, **kwargs: Any) -> torch.Tensor:
         if inputs.shape[0] != 1:  # one heart's centre per call: several volumes would share the first's
@@ -81,7 +75,5 @@ class HeartCentredSliceInferer(SliceInferer):
         for axis in plane:
             view[axis] = centred.shape[axis]
         weight = weight.view(view)
-        if self.combine == "max":
-            centred = torch.maximum(centred, logits[region])
         logits[region] = (1 - weight) * logits[region] + weight * centred
         return logits
