@@ -14,6 +14,8 @@ the reference never moves):
 - ``contrast``: intensities remapped, piecewise linearly through each case's mean of the rest, the
   myocardium and the LV blood pool, onto the means given by ``--contrast_target`` (another
   center's, from its ``intensity`` rows): that center's contrast, the anatomy kept.
+- ``gamma``: intensities through a power curve (``GAMMAS``) on the volume's range, z-scored again
+  as preprocessing does: darker or brighter mid-tones, the anatomy and the order of intensities kept.
 - ``intensity``: no prediction; the mean normalised intensity of each structure and of the rest
   (rows with ``control`` ``intensity``), to compare contrast between centers and sequences.
 Every suspect but ``orientation`` runs at each case's best orientation for LV Dice as well as
@@ -46,6 +48,7 @@ from lightning_modules.inference.predictor import WholeVolumePredictor  # noqa: 
 
 MARGIN_MM = 30.0
 ZOOMS = (0.8, 1.25)
+GAMMAS = (0.67, 1.5)
 
 
 class ShiftedPredictor(WholeVolumePredictor):
@@ -110,6 +113,15 @@ def field_of_view(batch: dict, inside: np.ndarray):
 
     def forward(tensor, axes):
         return torch.where(keep, tensor, torch.full_like(tensor, PAD_VALUE))
+    return forward, lambda tensor, axes: tensor
+
+
+def gamma(power: float):
+    def forward(tensor, axes):
+        low, high = tensor.amin(), tensor.amax()
+        curved = ((tensor - low) / (high - low)).clamp(0, 1) ** power
+        return (curved - curved.mean()) / curved.std()
+
     return forward, lambda tensor, axes: tensor
 
 
@@ -183,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
                     inner = zoom(factor)
                     run(batch, identity, f"zoom {factor}", f"d{orientation}",
                         (lambda t, a, f=inner[0]: f(base[0](t, a), a), lambda t, a, i=inner[1]: base[1](i(t, a), a)))
+            if "gamma" in args.controls:
+                for power in GAMMAS:
+                    inner = gamma(power)[0]
+                    run(batch, identity, f"gamma {power}", f"d{orientation}",
+                        (lambda t, a, f=inner: f(base[0](t, a), a), base[1]))
             if crop is not None:
                 run(batch, identity, "field of view", f"d{orientation}",
                     (lambda t, a, c=crop[0]: base[0](c(t, a), a), base[1]))
