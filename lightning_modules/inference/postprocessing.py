@@ -25,16 +25,11 @@ class PostProcessing:
             says (MyoPS scar lies inside the myocardium), which removes stray detections. When
             a structure is asked without its container, the container's probabilities can be
             passed in (``containers``) so the structure is cut the same way as in its full set.
-        largest_foreground: first keep the largest connected region of the ``largest_component``
-            structures taken together and cut every structure to it, then each structure's own
-            largest component (nnU-Net's foreground-then-class order): a heart found only in part
-            is kept over a larger distractor of one structure that lies apart from it.
     """
 
     def __init__(self, threshold: float = 0.5,
                  largest_component: list[str] | None = ("lv", "rv", "la", "ra", "myo", "aorta", "pa"),
-                 contained_in: dict[str, str] | None = {"scar": "myo"},  # noqa: B006 (copied below, never mutated)
-                 largest_foreground: bool = False):
+                 contained_in: dict[str, str] | None = {"scar": "myo"}):  # noqa: B006 (copied below, never mutated)
         if not 0 < threshold < 1:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         self.threshold = threshold
@@ -47,7 +42,6 @@ class PostProcessing:
         unknown = (set(self.contained_in) | set(self.contained_in.values())) - set(vocabulary.STRUCTURES)
         if unknown:
             raise ValueError(f"contained_in names unknown structures {sorted(unknown)}")
-        self.largest_foreground = largest_foreground
         self._keep_largest = KeepLargestConnectedComponent(applied_labels=[1], is_onehot=False)
 
     def missing_containers(self, structures: list[str | None]) -> list[str]:
@@ -55,29 +49,19 @@ class PostProcessing:
         missing = [self.contained_in[s] for s in structures if s in self.contained_in]
         return [c for c in dict.fromkeys(missing) if c not in structures]
 
-    def _largest(self, mask: torch.Tensor) -> torch.Tensor:
-        return self._keep_largest(mask[None].to(torch.uint8))[0].bool() if mask.any() else mask
-
-    def _binary(self, probabilities: torch.Tensor, structure: str | None,
-                foreground: torch.Tensor | None = None) -> torch.Tensor:
+    def _binary(self, probabilities: torch.Tensor, structure: str | None) -> torch.Tensor:
         predicted = probabilities > self.threshold
-        if foreground is not None:
-            predicted &= foreground
-        return self._largest(predicted) if structure in self.largest_component else predicted
+        if structure in self.largest_component and predicted.any():
+            predicted = self._keep_largest(predicted[None].to(torch.uint8))[0].bool()
+        return predicted
 
     def masks(self, probabilities: torch.Tensor, structures: list[str],
               containers: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Binary masks ``[P, *S]``: thresholded, largest components kept, contained structures
         cut to their container, asked (in ``structures``) or given as ``containers`` (structure
         -> probabilities) for this purpose only."""
-        foreground = None
-        single = [p > self.threshold for p, s in zip(probabilities, structures) if s in self.largest_component]
-        if self.largest_foreground and single:
-            foreground = self._largest(torch.stack(single).any(0))
-            if not foreground.any():
-                foreground = None
-        predicted = torch.stack([self._binary(p, s, foreground) for p, s in zip(probabilities, structures)])
-        extra = {key: self._binary(p, key, foreground) for key, p in (containers or {}).items()}
+        predicted = torch.stack([self._binary(p, s) for p, s in zip(probabilities, structures)])
+        extra = {key: self._binary(p, key) for key, p in (containers or {}).items()}
         for index, structure in enumerate(structures):
             container = self.contained_in.get(structure)
             # free-text prompts have no structure (None): without the first test, `None in
