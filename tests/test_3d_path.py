@@ -28,6 +28,9 @@ TINY_3D = ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.
            "--data.patch_size", "[64, 64, 32]", "--data.batch_size", "2", "--data.samples_per_epoch", "4",
            "--data.num_workers", "0", "--model.inferer.init_args.overlap", "0.25",
            "--model.inferer.init_args.sw_batch_size", "8"]
+# plumbing only (no assertion reads the blending): windows edge to edge, fewer than at overlap 0.25
+# (56 -> 47 s on 2 cores); the oracle below keeps the overlap and checks the blending exactly
+PLUMBING = [*TINY_3D, "--model.inferer.init_args.overlap", "0.0"]
 CSV = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", "results",
        "--trainer.logger.name", "care_unified", "--trainer.logger.version", "tiny"]
 
@@ -43,7 +46,7 @@ def phantom_centers(in_run_folder, monkeypatch, phantom_root):
 
 @pytest.mark.slow
 def test_the_3d_experiment_fits_validates_tests_and_predicts(in_run_folder, phantom_centers):
-    main(["fit", "--config", CONFIG, *TINY_3D, *CSV, "--trainer.max_steps", "2"])
+    main(["fit", "--config", CONFIG, *PLUMBING, *CSV, "--trainer.max_steps", "2"])
     run = in_run_folder / "results" / "care_unified" / "tiny"
     metrics = pd.read_csv(run / "metrics.csv")
     assert metrics["train/loss"].notna().sum() >= 1 and np.isfinite(metrics["train/loss"].dropna()).all()
@@ -54,14 +57,14 @@ def test_the_3d_experiment_fits_validates_tests_and_predicts(in_run_folder, phan
     assert (run / "checkpoints" / "best.ckpt").exists() and checkpoint.exists()
     assert torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"] == 2
 
-    main(["test", "--config", CONFIG, *TINY_3D, *CSV[:-1], "tiny-test", "--ckpt_path", str(checkpoint)])
+    main(["test", "--config", CONFIG, *PLUMBING, *CSV[:-1], "tiny-test", "--ckpt_path", str(checkpoint)])
     tested = in_run_folder / "results" / "care_unified" / "tiny-test"
     rows = pd.read_csv(tested / "test_cases.csv")
     assert rows.uid.nunique() == 10 and {"dice", "hd95", "pred_ml", "ref_ml"} <= set(rows.columns)
     board = pd.read_csv(tested / "leaderboard.csv")
     assert set(zip(board.task, board.split)) == {(t, s) for t in ("la", "whs", "myops") for s in ("ID", "OOD")}
 
-    assert main(["predict", "--config", CONFIG, *TINY_3D, "--ckpt_path", str(checkpoint), "--split", "test",
+    assert main(["predict", "--config", CONFIG, *PLUMBING, "--ckpt_path", str(checkpoint), "--split", "test",
                  "--center", "whs_ct_a", "--output", "pred"]) == 0
     index = json.loads((in_run_folder / "pred" / "prediction.json").read_text())
     image = next((phantom_centers / "whs" / "whs_ct_a" / "test").rglob("*_image.nii.gz"))
