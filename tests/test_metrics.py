@@ -172,3 +172,32 @@ def test_mirroring_tta_averages_every_flip_combination_back_in_place():
                                                                for d in ([], [2])}
     with pytest.raises(ValueError, match="tta_axes"):
         CardiacSegmentationModule(torch.nn.Identity(), tta_axes=[3], deep_supervision=False)
+
+
+def test_cavity_filling_gives_the_lv_what_its_wall_encloses_on_the_listed_sequences_only():
+    from lightning_modules.inference.postprocessing import PostProcessing
+
+    y, x = np.mgrid[:32, :32]
+    radius = np.hypot(y - 16, x - 16)
+    lv = radius < 8
+    myo = (radius >= 8) & (radius < 12)
+    muscle = (radius < 8) & (radius >= 5) & (x > 20) & (abs(y - 16) < 2)  # a papillary muscle jutting in
+    lv, myo = lv & ~muscle, myo | muscle
+    maps = torch.zeros(2, 32, 32, 3)
+    maps[0, ..., 1] = torch.from_numpy(lv.astype(np.float32))
+    maps[1, ..., 1] = torch.from_numpy(myo.astype(np.float32))
+    maps[1, ..., 2] = torch.from_numpy(myo.astype(np.float32))  # a slice with wall and no cavity
+    post = PostProcessing(largest_component=None, contained_in=None, cavities={"lv": "myo"},
+                          cavity_modalities=["C0", "bSSFP"])
+    _, cine = post(maps, ["lv", "myo"], None, slice_axis=2, modality="bSSFP")
+    assert cine[0][..., 1][muscle].all() and not cine[1][..., 1][muscle].any()  # the muscle is blood pool now
+    assert not cine[0][..., 1][radius >= 9].any()  # the hull stays at the endocardium (a pixel of digitisation)
+    assert not (cine[0][..., 1] & cine[1][..., 1]).any()  # the wall lost what the cavity gained ...
+    assert ((cine[0][..., 1] | cine[1][..., 1]) == (lv | myo)).all()  # ... and nothing else moved
+    assert (cine[1][..., 2] == myo).all()  # a slice without cavity keeps its wall
+    _, lge = post(maps, ["lv", "myo"], None, slice_axis=2, modality="LGE")
+    assert (lge[0] == maps[0].numpy().astype(bool)).all() and (lge[1] == maps[1].numpy().astype(bool)).all()
+    with pytest.raises(ValueError, match="cavities names unknown"):
+        PostProcessing(cavities={"lv": "wall"})
+    with pytest.raises(ValueError):
+        PostProcessing(cavities={"lv": "myo"}, cavity_modalities=["cine"])

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from monai.inferers import Inferer, SliceInferer, SlidingWindowInferer
 
+from datamodules import geometry
 from datamodules.preprocessing import to_original_grid
 from lightning_modules.inference.postprocessing import PostProcessing
 from networks.segmenter import PromptSegmenter
@@ -126,6 +127,8 @@ class WholeVolumePredictor:
         predictions = []
         for asked, key, extra in zip(sets, keys, hidden):
             containers = {c: by_set[container][0] for c, container in extra.items()}
-            label, masks = self.postprocessing(by_set[key], asked.structures, batch.get("task"), containers or None)
+            label, masks = self.postprocessing(by_set[key], asked.structures, batch.get("task"), containers or None,
+                                               geometry.slice_axis(geometry.spacing_of(batch["original_affine"])),
+                                               batch.get("modality"))
             predictions.append(VolumePrediction(by_set[key], masks, label))
         return predictions
