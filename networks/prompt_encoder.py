@@ -21,6 +21,11 @@ IDENTITY_TOLERANCE = 1e-3  # thread counts and CPU kernels move MiniLM's embeddi
 # under other thread counts).
 _TEXT_MODELS: dict[str, tuple] = {}
 _EMBEDDINGS: dict[tuple[str, int, str], torch.Tensor] = {}
+# the calibration set and its embeddings, per model folder and thread count
+_REFERENCES: dict[tuple[str, int], tuple[list[str], torch.Tensor]] = {}
+# the calibration set (~1,100 phrasings) in padded batches of this size: one text per pass took
+# ~18 s on 2 cores in every process that built a model (each DDP rank, each run)
+REFERENCE_BATCH = 64
 
 def _structure_keys() -> list[str]:
     """The vocabulary's structure keys in the order of the centroids (``text_centroids`` rows,
@@ -137,6 +142,27 @@ class TextPromptEncoder(nn.Module):
                 _EMBEDDINGS[(path, threads, text)] = torch.nn.functional.normalize(hidden.mean(1), dim=-1)[0]
         return torch.stack([_EMBEDDINGS[(path, threads, t)] for t in texts]) if texts else torch.zeros(0, self.text_dim)
 
+    @torch.no_grad()
+    def reference_embeddings(self, texts: list[str]) -> torch.Tensor:
+        """Embeddings ``[N, text_dim]`` of the calibration set, in fixed batches of
+        ``REFERENCE_BATCH`` (masked mean pooling): a function of the whole list, the same in every
+        process with the same thread count, so DDP ranks calibrate alike. Kept apart from
+        ``text_embeddings``' cache: a batched embedding rounds (~1e-7) by its neighbours."""
+        key = (self._path(), torch.get_num_threads())
+        cached = _REFERENCES.get(key)
+        if cached is None or cached[0] != texts:
+            tokenizer, model = self._load()
+            self.text_model_calls += 1
+            pooled = []
+            for start in range(0, len(texts), REFERENCE_BATCH):
+                tokens = tokenizer(texts[start:start + REFERENCE_BATCH], truncation=True, max_length=self.max_length,
+                                   padding=True, return_tensors="pt")
+                hidden = model(**tokens).last_hidden_state
+                mask = tokens["attention_mask"][..., None].to(hidden.dtype)
+                pooled.append(torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1))
+            cached = _REFERENCES[key] = (list(texts), torch.cat(pooled))
+        return cached[1]
+
     def text_model_name(self) -> str:
         if self.model_path is None:
             from importlib.metadata import version
@@ -176,7 +202,7 @@ class TextPromptEncoder(nn.Module):
         from vocabulary import labelled_prompts
 
         structures, texts = zip(*labelled_prompts())
-        reference = self.text_embeddings(list(texts)).double()
+        reference = self.reference_embeddings(list(texts)).double()
         mean = reference.mean(0)
         keys = _structure_keys()  # every structure has phrasings in the reference set
         index = torch.tensor([keys.index(k) for k in structures])

@@ -5,7 +5,7 @@ import torch
 from monai.networks.nets import DynUNet, SwinUNETR
 
 from networks.prompt_decoder import PromptMaskDecoder
-from networks.prompt_encoder import TextPromptEncoder
+from networks.prompt_encoder import REFERENCE_BATCH, TextPromptEncoder
 from networks.segmenter import PromptSegmenter
 
 FEATURES = 16
@@ -185,6 +185,17 @@ def test_deep_supervision_returns_every_layer_and_trains_through_them(encoder):
     with pytest.raises(ValueError, match="deep_supervision"):
         backbone = SwinUNETR(in_channels=1, out_channels=9, feature_size=12, depths=(1, 1, 1, 1), spatial_dims=2)
         CardiacSegmentationModule(FixedHeadSegmenter(backbone), deep_supervision=True)
+
+
+def test_the_calibration_set_embedded_in_padded_batches_matches_one_text_per_pass():
+    # masked pooling: a padded text's mean must not count its padding (that moves it by ~1e-1)
+    import vocabulary
+
+    encoder = TextPromptEncoder()
+    _, texts = zip(*vocabulary.labelled_prompts())
+    texts = list(texts[:REFERENCE_BATCH + 8])  # two batches, short texts padded to long ones
+    torch.testing.assert_close(encoder.reference_embeddings(texts), encoder.text_embeddings(texts), atol=1e-5, rtol=0)
+    assert encoder.reference_embeddings(texts) is encoder.reference_embeddings(texts)  # once per process
 
 
 def test_within_structure_whitening_puts_every_synonym_nearest_its_own_structure():
