@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from tests.conftest import assert_same_state
 from tests.test_cli import CONFIG, SMALL
 
-STEPS, EVERY, KILL_AT = 120, 3, 7  # 4 steps per epoch, a checkpoint every 3 steps: they fall mid-epoch
+STEPS, EVERY, KILL_AT = 24, 3, 7  # 4 steps per epoch, a checkpoint every 3 steps: they fall mid-epoch
 # every setting the resume relies on is written: a list as long as the base experiment's is merged
 # into it item by item (jsonargparse), so an unwritten `mode` would come from the base's best.ckpt
 CHECKPOINTS = """
