@@ -27,6 +27,13 @@ _REFERENCES: dict[tuple[str, int], tuple[list[str], torch.Tensor]] = {}
 # ~18 s on 2 cores in every process that built a model (each DDP rank, each run)
 REFERENCE_BATCH = 64
 
+
+def _full_precision():
+    """The frozen text model always runs in float32 on the CPU: under a caller's bf16 autocast its
+    embeddings moved by ~1e-3 and, cached for the process, reached later full-precision runs."""
+    return torch.autocast("cpu", enabled=False)
+
+
 def _structure_keys() -> list[str]:
     """The vocabulary's structure keys in the order of the centroids (``text_centroids`` rows,
     ``structure_weights`` keys)."""
@@ -138,7 +145,8 @@ class TextPromptEncoder(nn.Module):
             # (whose cache fills in another order) drifts from the one it continues
             for text in missing:
                 tokens = tokenizer([text], truncation=True, max_length=self.max_length, return_tensors="pt")
-                hidden = model(**tokens).last_hidden_state
+                with _full_precision():
+                    hidden = model(**tokens).last_hidden_state
                 _EMBEDDINGS[(path, threads, text)] = torch.nn.functional.normalize(hidden.mean(1), dim=-1)[0]
         return torch.stack([_EMBEDDINGS[(path, threads, t)] for t in texts]) if texts else torch.zeros(0, self.text_dim)
 
@@ -157,7 +165,8 @@ class TextPromptEncoder(nn.Module):
             for start in range(0, len(texts), REFERENCE_BATCH):
                 tokens = tokenizer(texts[start:start + REFERENCE_BATCH], truncation=True, max_length=self.max_length,
                                    padding=True, return_tensors="pt")
-                hidden = model(**tokens).last_hidden_state
+                with _full_precision():
+                    hidden = model(**tokens).last_hidden_state
                 mask = tokens["attention_mask"][..., None].to(hidden.dtype)
                 pooled.append(torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1))
             cached = _REFERENCES[key] = (list(texts), torch.cat(pooled))
