@@ -21,10 +21,10 @@ IDENTITY_TOLERANCE = 1e-3  # thread counts and CPU kernels move MiniLM's embeddi
 # under other thread counts).
 _TEXT_MODELS: dict[str, tuple] = {}
 _EMBEDDINGS: dict[tuple[str, int, str], torch.Tensor] = {}
-# the calibration set and its embeddings, per model folder and thread count
-_REFERENCES: dict[tuple[str, int], tuple[list[str], torch.Tensor]] = {}
-# the calibration set (~1,100 phrasings) in padded batches of this size: one text per pass took
-# ~18 s on 2 cores in every process that built a model (each DDP rank, each run)
+# the calibration set's embeddings, per model folder, thread count and set
+_REFERENCES: dict[tuple[str, int, tuple[str, ...]], torch.Tensor] = {}
+# the calibration set (~1,070 phrasings) in padded batches of this size: one text per pass took
+# 6.3 s on 2 threads, 10.1 s on 1, in every process that built a model (each DDP rank, each run)
 REFERENCE_BATCH = 64
 
 
@@ -144,9 +144,7 @@ class TextPromptEncoder(nn.Module):
             # neighbours, and an embedding must be a function of its text alone, or a resumed run
             # (whose cache fills in another order) drifts from the one it continues
             for text in missing:
-                tokens = tokenizer([text], truncation=True, max_length=self.max_length, return_tensors="pt")
-                with _full_precision():
-                    hidden = model(**tokens).last_hidden_state
+                hidden, _ = self._hidden_states(tokenizer, model, [text])
                 _EMBEDDINGS[(path, threads, text)] = torch.nn.functional.normalize(hidden.mean(1), dim=-1)[0]
         return torch.stack([_EMBEDDINGS[(path, threads, t)] for t in texts]) if texts else torch.zeros(0, self.text_dim)
 
@@ -156,21 +154,24 @@ class TextPromptEncoder(nn.Module):
         ``REFERENCE_BATCH`` (masked mean pooling): a function of the whole list, the same in every
         process with the same thread count, so DDP ranks calibrate alike. Kept apart from
         ``text_embeddings``' cache: a batched embedding rounds (~1e-7) by its neighbours."""
-        key = (self._path(), torch.get_num_threads())
-        cached = _REFERENCES.get(key)
-        if cached is None or cached[0] != texts:
+        key = (self._path(), torch.get_num_threads(), tuple(texts))
+        if key not in _REFERENCES:
             tokenizer, model = self._load()
             self.text_model_calls += 1
             pooled = []
             for start in range(0, len(texts), REFERENCE_BATCH):
-                tokens = tokenizer(texts[start:start + REFERENCE_BATCH], truncation=True, max_length=self.max_length,
-                                   padding=True, return_tensors="pt")
-                with _full_precision():
-                    hidden = model(**tokens).last_hidden_state
-                mask = tokens["attention_mask"][..., None].to(hidden.dtype)
+                hidden, mask = self._hidden_states(tokenizer, model, texts[start:start + REFERENCE_BATCH])
                 pooled.append(torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1))
-            cached = _REFERENCES[key] = (list(texts), torch.cat(pooled))
-        return cached[1]
+            _REFERENCES[key] = torch.cat(pooled)
+        return _REFERENCES[key]
+
+    def _hidden_states(self, tokenizer, model, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The text model's last hidden states ``[N, T, text_dim]`` (texts padded to the longest)
+        and their token mask ``[N, T, 1]``, always in float32 (``_full_precision``)."""
+        tokens = tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
+        with _full_precision():
+            hidden = model(**tokens).last_hidden_state
+        return hidden, tokens["attention_mask"][..., None].to(hidden.dtype)
 
     def text_model_name(self) -> str:
         if self.model_path is None:
