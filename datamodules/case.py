@@ -26,8 +26,6 @@ class Case:
         subject: the person imaged, the unit of splitting: every image of one subject (ACDC's two
             frames, MyoPS's sequences) lies in one split. ``None``: the case is its own subject.
         phase: cardiac phase of a cine frame (``ED``, ``ES``), where the release says; else ``None``.
-        structures: the only structures the case is trained and scored on, where its source
-            restricts them (``DataSource.structures``); ``None``: every one its layout annotates.
     """
 
     case_id: str
@@ -41,7 +39,6 @@ class Case:
     weight: float = 1.0
     subject: str | None = None
     phase: str | None = None
-    structures: tuple[str, ...] | None = None
 
     @property
     def uid(self) -> str:
@@ -79,9 +76,6 @@ class DataSource:
         label_layout: ``manifest`` layout only: whose label codes the files use (``lascarqs``,
             ``mmwhs``, ``myops``); default: the task's own release (la: lascarqs, whs: mmwhs,
             myops: myops).
-        structures: train and score only these of the task's structures on this source; the
-            others are masked as if unlabelled, never negatives (MyoPS C0 without scar: scar is
-            an LGE target, invisible in cine). ``null``: every structure the layout annotates.
     """
 
     layout: str
@@ -95,4 +89,3 @@ class DataSource:
     cases: list[str] | None = None
     file: str | None = None
     label_layout: str | None = None
-    structures: list[str] | None = None

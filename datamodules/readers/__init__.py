@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
 import vocabulary
@@ -44,13 +43,6 @@ def read_source(source: DataSource) -> list[Case]:
     if source.layout != "manifest" and (source.file is not None or source.label_layout is not None):
         raise ValueError(f"source {source.root!r}: 'file' and 'label_layout' apply to layout 'manifest' only")
     cases = READERS[source.layout](source)
-    if source.structures is not None:
-        trained = vocabulary.TASKS[source.task].trained_structures
-        unknown = [key for key in source.structures if key not in trained]
-        if unknown or not source.structures:
-            raise ValueError(f"source {source.root!r} ({source.task}/{source.center}/{source.modality}): structures "
-                             f"{list(source.structures)} must be a non-empty subset of task {source.task!r}'s {list(trained)}")
-        cases = [dataclasses.replace(case, structures=tuple(source.structures)) for case in cases]
     if source.cases is None:
         return cases
     by_id: dict[str, list[Case]] = {}
