@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tiny", action="store_true", help="toy sizes on CPU: checks the code path, measures nothing")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement")
+    parser.add_argument("--phantoms", type=Path, default=None,
+                        help="an existing phantom folder (`care-cardiac phantoms` output) instead of writing one")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available() and not args.tiny:
         print("gpu_check: no CUDA GPU here (torch.cuda.is_available() is False); this check needs one. "
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        phantoms = write_phantoms(root / "phantoms", seed=0, cases_per_center=2, eval_cases=1)
+        phantoms = args.phantoms or write_phantoms(root / "phantoms", seed=0, cases_per_center=2, eval_cases=1)
         for task in ("la", "whs", "myops"):
             os.environ[f"CARE_{task.upper()}_ROOT"] = str(phantoms / task)
         cli = experiment(root, device.type, args.tiny, workers=0)

@@ -44,11 +44,20 @@ def one_thread(monkeypatch):
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="session")
+def phantom_cache(tmp_path_factory) -> Path:
+    """One preprocessing cache for the session's CLI runs: its entries are keyed by file content
+    and settings, so runs share them as a user's runs do; tests of the cache itself use their own."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture
-def in_run_folder(tmp_path, monkeypatch, phantom_root):
-    """A fresh working folder for a CLI run on the phantoms (no W&B chatter, no run id)."""
+def in_run_folder(tmp_path, monkeypatch, phantom_root, phantom_cache):
+    """A fresh working folder for a CLI run on the phantoms (no W&B chatter, no run id), sharing
+    the session's preprocessing cache."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CARE_PHANTOMS", str(phantom_root))
+    monkeypatch.setenv("CARE_CACHE", str(phantom_cache))
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.delenv("CARE_RUN_ID", raising=False)
     return tmp_path

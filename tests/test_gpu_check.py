@@ -20,9 +20,11 @@ def test_refuses_without_a_gpu(capsys):
 
 
 @pytest.mark.slow
-def test_tiny_run_covers_every_measurement_and_prints_the_summary_last(capsys, monkeypatch, tmp_path):
+def test_tiny_run_covers_every_measurement_and_prints_the_summary_last(capsys, monkeypatch, tmp_path, phantom_root):
     monkeypatch.chdir(tmp_path)
-    assert gpu_check.main(["--tiny", "--repeats", "1"]) == 0
+    for task in ("la", "whs", "myops"):  # restored after the test (the check sets them for its own phantoms)
+        monkeypatch.setenv(f"CARE_{task.upper()}_ROOT", "unset")
+    assert gpu_check.main(["--tiny", "--repeats", "1", "--phantoms", str(phantom_root)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert sum("train step" in line for line in lines) == 3 and sum("loader," in line for line in lines) == 2
     assert any(line.startswith("inference, volume 64x64x40, 7 prompts") for line in lines)

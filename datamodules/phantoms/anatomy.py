@@ -37,7 +37,9 @@ def random_rotation(rng: np.random.Generator, max_degrees: float) -> np.ndarray:
 
 def _ellipsoid(p: np.ndarray, center, radii) -> np.ndarray:
     """Normalised radius of points ``p [..., 3]`` in an axis-aligned ellipsoid (<= 1 inside)."""
-    return np.sqrt((((p - np.asarray(center)) / np.asarray(radii)) ** 2).sum(-1))
+    # per axis, not over a [..., 3] temporary: the same sums in the same order, about twice as fast
+    squares = [((p[..., axis] - center[axis]) / radii[axis]) ** 2 for axis in range(3)]
+    return np.sqrt(squares[0] + squares[1] + squares[2])
 
 
 def _capsule(p: np.ndarray, start, direction, length: float, radius: float) -> np.ndarray:
