@@ -67,7 +67,10 @@ class DataSource:
             ``[val, test]`` for a sequence that is scored but never trained on; ``null``: all.
         sequence: file suffix of the image for layouts with several sequences per case
             (MyoPS: ``LGE``, ``C0``, ``T2``); defaults to the modality.
-        weight: relative sampling weight of this source's cases in training.
+        weight: relative sampling weight of this source's cases in training, against the other
+            cases of their (task, center, modality) group; the groups share their task by
+            ``data.task_sampling`` (equally by default, ``datamodules.sampling.case_weights``), so
+            a source alone in its group is unaffected.
         cases: keep only these cases (in this order), e.g. to split one folder into train,
             val and test: case ids, or subjects (ACDC ``patient001`` keeps both its frames); an
             id that is not found is an error.
