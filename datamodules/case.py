@@ -26,6 +26,8 @@ class Case:
         subject: the person imaged, the unit of splitting: every image of one subject (ACDC's two
             frames, MyoPS's sequences) lies in one split. ``None``: the case is its own subject.
         phase: cardiac phase of a cine frame (``ED``, ``ES``), where the release says; else ``None``.
+        structures: the only structures the case is trained and scored on, where its source
+            restricts them (``DataSource.structures``); ``None``: every one its layout annotates.
     """
 
     case_id: str
@@ -39,6 +41,7 @@ class Case:
     weight: float = 1.0
     subject: str | None = None
     phase: str | None = None
+    structures: tuple[str, ...] | None = None
 
     @property
     def uid(self) -> str:
@@ -67,10 +70,11 @@ class DataSource:
             ``[val, test]`` for a sequence that is scored but never trained on; ``null``: all.
         sequence: file suffix of the image for layouts with several sequences per case
             (MyoPS: ``LGE``, ``C0``, ``T2``); defaults to the modality.
-        weight: relative sampling weight of this source's cases in training, against the other
-            cases of their (task, center, modality) group; the groups share their task by
-            ``data.task_sampling`` (equally by default, ``datamodules.sampling.case_weights``), so
-            a source alone in its group is unaffected.
+        weight: relative sampling weight of this source's cases in training: their (task, center,
+            modality) group's share of its task is multiplied by its cases' mean weight, and
+            inside the group cases are drawn in proportion to it
+            (``datamodules.sampling.case_weights``). E.g. ``0.5`` on a second sequence of a
+            center gives it a third of the center's patches instead of a half.
         cases: keep only these cases (in this order), e.g. to split one folder into train,
             val and test: case ids, or subjects (ACDC ``patient001`` keeps both its frames); an
             id that is not found is an error.
@@ -79,6 +83,9 @@ class DataSource:
         label_layout: ``manifest`` layout only: whose label codes the files use (``lascarqs``,
             ``mmwhs``, ``myops``); default: the task's own release (la: lascarqs, whs: mmwhs,
             myops: myops).
+        structures: train and score only these of the task's structures on this source; the
+            others are masked as if unlabelled, never negatives (MyoPS C0 without scar: scar is
+            an LGE target, invisible in cine). ``null``: every structure the layout annotates.
     """
 
     layout: str
@@ -92,3 +99,4 @@ class DataSource:
     cases: list[str] | None = None
     file: str | None = None
     label_layout: str | None = None
+    structures: list[str] | None = None

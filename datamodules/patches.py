@@ -84,7 +84,8 @@ class PatchDataset(Dataset):
         indices (1..K; a structure nested in another, like scar in myocardium, overwrites it)."""
         if index not in self._subjects:
             case = self.cases[index]
-            known = vocabulary.annotated_structures(case.case.layout, case.case.task, trained=True)
+            known = [key for key in vocabulary.annotated_structures(case.case.layout, case.case.task, trained=True)
+                     if case.case.structures is None or key in case.case.structures]
             structure_map = np.zeros(case.label.shape, dtype=np.uint8)
             for k, mask in enumerate(vocabulary.binary_masks(case.label.numpy(), case.case.layout, known), start=1):
                 structure_map[mask] = k

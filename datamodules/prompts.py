@@ -13,8 +13,9 @@ def prompt_fields(case: Case, rng: random.Random | None = None, synonym_probabil
     """Structures, prompt strings and annotation mask of a case.
 
     Only the case's task structures are prompted (in training also those the task trains but
-    does not score, ``Task.also_trained``); the ones its layout does not annotate are kept (so
-    tables stay aligned) but masked out, never treated as negatives.
+    does not score, ``Task.also_trained``); the ones its layout does not annotate, or its source
+    leaves out (``Case.structures``), are kept (so tables stay aligned) but masked out, never
+    treated as negatives.
     Evaluation passes ``rng=None`` (canonical phrasing, the task's full set in table order);
     training phrases each prompt with a random name of the structure with
     ``synonym_probability``, else with the canonical one, and with ``wording_probability`` writes a prompt in a random sentence frame and modality
@@ -22,7 +23,8 @@ def prompt_fields(case: Case, rng: random.Random | None = None, synonym_probabil
     """
     task = vocabulary.TASKS[case.task]
     structures = list(task.structures if rng is None else task.trained_structures)
-    annotated = vocabulary.annotated(case.layout, structures)
+    annotated = [known and (case.structures is None or key in case.structures)
+                 for key, known in zip(structures, vocabulary.annotated(case.layout, structures))]
     prompts = []
     for key in structures:
         name_rng = rng if rng and rng.random() < synonym_probability else None

@@ -27,11 +27,13 @@ def case_weights(cases: list[Case], mode: TaskSampling = "uniform", temperature:
                  task_weights: dict[str, float] | None = None) -> np.ndarray:
     """Probability of drawing each case.
 
-    Two levels share the rule ``mode``: tasks, then (center, modality) groups inside a task;
-    inside a group, cases are drawn in proportion to their source ``weight``. ``uniform`` gives
-    every task (group) the same share, ``proportional`` a share by case count, ``temperature``
-    a share by count ** (1 / temperature) (between the two). ``task_weights`` multiplies a
-    task's share (a task with seven structures may deserve more patches than one with one).
+    Two levels share the rule ``mode``: tasks, then (center, modality) groups inside a task.
+    ``uniform`` gives every task (group) the same share, ``proportional`` a share by case count,
+    ``temperature`` a share by count ** (1 / temperature) (between the two). ``task_weights``
+    multiplies a task's share (a task with seven structures may deserve more patches than one
+    with one). Source ``weight`` acts at both lower levels: a group's share is multiplied by the
+    mean weight of its cases (a second sequence of a center can take a third of that center's
+    patches instead of a half), and inside a group cases are drawn in proportion to it.
     """
     if mode not in ("uniform", "proportional", "temperature"):
         raise ValueError(f"task_sampling must be uniform, proportional or temperature, got {mode!r}")
@@ -45,13 +47,13 @@ def case_weights(cases: list[Case], mode: TaskSampling = "uniform", temperature:
     tasks = Counter(c.task for c in cases)
     groups = Counter((c.task, c.center, c.modality) for c in cases)
     task_mass = {t: _mass(n, mode, temperature) * task_weights.get(t, 1.0) for t, n in tasks.items()}
-    group_mass = {g: _mass(n, mode, temperature) for g, n in groups.items()}
-    group_total = Counter()
-    for g, m in group_mass.items():
-        group_total[g[0]] += m
     case_total = Counter()
     for c in cases:
         case_total[(c.task, c.center, c.modality)] += c.weight
+    group_mass = {g: _mass(n, mode, temperature) * case_total[g] / n for g, n in groups.items()}
+    group_total = Counter()
+    for g, m in group_mass.items():
+        group_total[g[0]] += m
     weights = np.array([
         task_mass[c.task] / sum(task_mass.values())
         * group_mass[(c.task, c.center, c.modality)] / group_total[c.task]

@@ -76,6 +76,27 @@ def test_case_weights_uniform_over_tasks(datamodule):
         case_weights(cases, "bogus")
 
 
+def test_source_weight_sets_its_group_share_and_its_cases_share():
+    from datamodules.case import Case
+
+    def case(i, modality, weight):
+        return Case(f"c{i}", "myops", "m", modality, "myops", f"{i}.nii.gz", None, "train", weight)
+
+    # one LA case; MyoPS: three LGE cases (one at weight 2), two C0 cases at weight 0.5
+    cases = [Case("a", "la", "l", "LGE", "lascarqs", "a.nii.gz", None, "train"),
+             case(0, "LGE", 1.0), case(1, "LGE", 1.0), case(2, "LGE", 2.0), case(3, "C0", 0.5), case(4, "C0", 0.5)]
+    weights = case_weights(cases, "uniform")
+    assert weights[0] == pytest.approx(1 / 2)
+    lge, c0 = 1 + 1 + 2, 0.5 + 0.5  # group masses: mean weight 4/3 and 1/2 -> shares 8/11 and 3/11
+    assert weights[1:4].sum() == pytest.approx(1 / 2 * (lge / 3) / (lge / 3 + c0 / 2))
+    assert weights[4:].sum() == pytest.approx(1 / 2 * 3 / 11)
+    assert weights[3] == pytest.approx(2 * weights[1])  # inside the group by weight
+    assert weights[4] == pytest.approx(weights[5])
+    unweighted = case_weights([c if c.task == "la" else Case(c.case_id, c.task, c.center, c.modality, c.layout,
+                                                              c.image, None, "train") for c in cases], "uniform")
+    assert unweighted[4:].sum() == pytest.approx(1 / 4)  # without weights the two groups halve the task
+
+
 def test_sampler_draws_anew_each_epoch_and_repeats_for_a_seed():
     weights = np.full(10, 0.1)
     a, b = WeightedCaseSampler(weights, 20, seed=3), WeightedCaseSampler(weights, 20, seed=3)

@@ -4,7 +4,10 @@ layout does not annotate is masked out, never a negative."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pytest
 import torch
 
 import vocabulary
@@ -153,3 +156,37 @@ def test_patch_centres_follow_foreground_fraction_over_every_trained_structure()
     # a patch is the crop at its corner, image and label alike
     sample = dataset[(0, 11)]
     assert sample["image"].shape[-2:] == (4, 4)
+
+
+def test_a_structure_its_source_leaves_out_is_masked_and_never_a_patch_centre():
+    # MyoPS C0 trained without scar (DataSource.structures): scar is asked but masked, as an
+    # unannotated structure, and the myocardium keeps the scar's voxels (its label includes them)
+    full = case_of("myops", "myops", 20, "myops-c0")
+    case = dataclasses.replace(full, case=dataclasses.replace(full.case, modality="C0", structures=("lv", "myo", "rv")))
+    dataset = PatchDataset([case], [4, 4], foreground_fraction=1.0, augmentation=None)
+    sample = dataset[(0, 5)]
+    structures = list(vocabulary.TASKS["myops"].trained_structures)
+    assert sample["prompt_mask"].tolist() == [s != "scar" for s in structures]
+    assert not sample["target"][structures.index("scar")].any()
+    structure_map = dataset.subject(0)["structures"].data[0]
+    label = dataset.subject(0)["label"].data[0]
+    assert int(structure_map.max()) == 3  # lv, myo, rv: no index of its own for scar
+    assert bool((structure_map[label == 2221] == 2).all())  # scar voxels count as myocardium
+    batch = collate_patches([sample])
+    logits = torch.randn(batch["target"].shape, requires_grad=True)
+    PartialLabelLoss()(logits, batch["target"], batch["prompt_mask"], [[f"myops/{s}" for s in structures]]).backward()
+    assert not logits.grad[0, structures.index("scar")].any()
+    assert logits.grad[0, structures.index("myo")].abs().sum() > 0
+
+
+def test_source_structures_outside_the_task_are_refused_naming_the_source(phantom_root):
+    from datamodules.case import DataSource
+    from datamodules.readers import read_source
+
+    root = str(phantom_root / "myops" / "myops_c1" / "train")
+    cases = read_source(DataSource("myops", root, "myops", "myops_c1", "LGE", structures=["lv", "myo", "rv"]))
+    assert cases and all(case.structures == ("lv", "myo", "rv") for case in cases)
+    with pytest.raises(ValueError, match=r"myops_c1/train.*\['lv', 'la'\].*subset of task 'myops'"):
+        read_source(DataSource("myops", root, "myops", "myops_c1", "LGE", structures=["lv", "la"]))
+    with pytest.raises(ValueError, match=r"myops_c1/train.*weight must be positive, got 0"):
+        read_source(DataSource("myops", root, "myops", "myops_c1", "LGE", weight=0.0))

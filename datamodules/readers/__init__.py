@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import vocabulary
@@ -42,7 +43,17 @@ def read_source(source: DataSource) -> list[Case]:
         raise ValueError(f"source {source.root!r} ({source.task}/{source.center}/{source.split}): {err}") from None
     if source.layout != "manifest" and (source.file is not None or source.label_layout is not None):
         raise ValueError(f"source {source.root!r}: 'file' and 'label_layout' apply to layout 'manifest' only")
+    if not source.weight > 0:
+        raise ValueError(f"source {source.root!r} ({source.task}/{source.center}/{source.modality}): weight must be "
+                         f"positive, got {source.weight}")
     cases = READERS[source.layout](source)
+    if source.structures is not None:
+        trained = vocabulary.TASKS[source.task].trained_structures
+        unknown = [key for key in source.structures if key not in trained]
+        if unknown or not source.structures:
+            raise ValueError(f"source {source.root!r} ({source.task}/{source.center}/{source.modality}): structures "
+                             f"{list(source.structures)} must be a non-empty subset of task {source.task!r}'s {list(trained)}")
+        cases = [dataclasses.replace(case, structures=tuple(source.structures)) for case in cases]
     if source.cases is None:
         return cases
     by_id: dict[str, list[Case]] = {}
