@@ -48,6 +48,11 @@ class Case:
         """Key that is unique across a manifest."""
         return f"{self.task}/{self.center}/{self.modality}/{self.case_id}"
 
+    def trains(self, structure: str) -> bool:
+        """Whether this case is trained and scored on ``structure`` as far as its source says
+        (``structures``); whether its layout annotates it is the vocabulary's question."""
+        return self.structures is None or structure in self.structures
+
     @property
     def person(self) -> str:
         """Who was imaged, unique within a center: the subject, else the case itself."""

@@ -85,7 +85,7 @@ class PatchDataset(Dataset):
         if index not in self._subjects:
             case = self.cases[index]
             known = [key for key in vocabulary.annotated_structures(case.case.layout, case.case.task, trained=True)
-                     if case.case.structures is None or key in case.case.structures]
+                     if case.case.trains(key)]
             structure_map = np.zeros(case.label.shape, dtype=np.uint8)
             for k, mask in enumerate(vocabulary.binary_masks(case.label.numpy(), case.case.layout, known), start=1):
                 structure_map[mask] = k

@@ -23,7 +23,7 @@ def prompt_fields(case: Case, rng: random.Random | None = None, synonym_probabil
     """
     task = vocabulary.TASKS[case.task]
     structures = list(task.structures if rng is None else task.trained_structures)
-    annotated = [known and (case.structures is None or key in case.structures)
+    annotated = [known and case.trains(key)
                  for key, known in zip(structures, vocabulary.annotated(case.layout, structures))]
     prompts = []
     for key in structures:
